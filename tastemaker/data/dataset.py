@@ -32,6 +32,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -260,3 +261,60 @@ def _complete_catalog(cat: pd.DataFrame, vocab: Vocabulary) -> pd.DataFrame:
     full["created_at"] = pd.to_numeric(full["created_at"], errors="coerce").astype(float)
     ordered = list(CATALOG_COLUMNS) + [c for c in full.columns if c not in CATALOG_COLUMNS]
     return full[ordered]
+
+
+# ---------------------------------------------------------------------- persistence
+def save_dataset(dataset: Dataset, path: str | Path) -> Path:
+    """Write a dataset as Parquet files with external ids (what ``tastemaker data convert``
+    produces). :func:`load_saved_dataset` reads it back into an equal dataset."""
+    import json
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    inter = dataset.interactions.copy()
+    inter["user"] = dataset.users.decode(inter["user"].to_numpy())
+    inter["item"] = dataset.items.decode(inter["item"].to_numpy())
+    inter.to_parquet(path / "interactions.parquet", index=False)
+    dataset.catalog.drop(columns=["item"]).to_parquet(path / "catalog.parquet", index=False)
+    if dataset.user_features is not None:
+        dataset.user_features.drop(columns=["user"]).to_parquet(path / "users.parquet", index=False)
+    if dataset.social is not None:
+        pd.DataFrame(
+            {"user": dataset.users.decode(dataset.social["user"]), "friend": dataset.users.decode(dataset.social["friend"])}
+        ).to_parquet(path / "social.parquet", index=False)
+    # Vocabulary order is part of the dataset: keep it so codes survive the round trip.
+    pd.DataFrame({"id": dataset.users.ids.astype(str)}).to_parquet(path / "user_ids.parquet", index=False)
+    (path / "dataset.json").write_text(json.dumps({"name": dataset.name, "format": "tastemaker-dataset", "version": 1}))
+    return path
+
+
+def load_saved_dataset(path: str | Path) -> Dataset:
+    """Read a directory written by :func:`save_dataset`."""
+    import json
+
+    path = Path(path)
+    meta_file = path / "dataset.json"
+    if not meta_file.is_file():
+        raise DataError(f"{path} is not a saved dataset: dataset.json is missing")
+    meta = json.loads(meta_file.read_text())
+
+    def read(name: str) -> pd.DataFrame | None:
+        file = path / name
+        return pd.read_parquet(file) if file.is_file() else None
+
+    inter = read("interactions.parquet")
+    if inter is None:
+        raise DataError(f"{path}: interactions.parquet is missing")
+    users = read("users.parquet")
+    user_ids = read("user_ids.parquet")
+    if users is None and user_ids is not None:
+        users = user_ids.rename(columns={"id": "user_id"})
+    elif users is not None and user_ids is not None:
+        users = user_ids.rename(columns={"id": "user_id"}).merge(users, on="user_id", how="left")
+    catalog = read("catalog.parquet")
+    if catalog is not None and "categories" in catalog.columns:
+        catalog["categories"] = [list(c) if c is not None else [] for c in catalog["categories"]]
+    data = Dataset.from_frames(inter, catalog=catalog, users=users, social=read("social.parquet"), name=meta["name"])
+    if user_ids is not None and users is not None and data.user_features is not None and len(data.user_features.columns) <= 2:
+        data = replace(data, user_features=None)
+    return data

@@ -1,0 +1,259 @@
+"""The ``tastemaker`` command line.
+
+    tastemaker demo                                   train + evaluate on the bundled MovieLens
+    tastemaker data info --dataset movielens-100k     what is in a dataset
+    tastemaker data convert --dataset NAME --out DIR  save it as Parquet
+    tastemaker train --dataset NAME --model ease --out artifacts/ease
+    tastemaker evaluate --dataset NAME --models ease,itemknn --out reports/NAME
+    tastemaker recommend --artifact artifacts/ease --user 1 -n 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+DEMO_DATASET = "movielens-latest-small"
+_EPILOG = """
+datasets: pass --dataset NAME for a public dataset (files found in --path, in
+$TASTEMAKER_DATA/NAME/, in the download cache, or downloaded with --download), or
+--table FILE with --columns to read your own CSV/Parquet/JSONL, or --saved DIR for a
+directory written by 'tastemaker data convert'.
+"""
+
+
+def _add_data_args(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("input data")
+    group.add_argument("--dataset", default=None, help=f"public dataset name (default: {DEMO_DATASET}, bundled)")
+    group.add_argument("--path", default=None, help="where the dataset's files are (dir, .zip or file)")
+    group.add_argument(
+        "--option", action="append", default=[], metavar="KEY=VALUE",
+        help="loader option, e.g. subset=Beauty for amazon-s3rec-sequences (repeatable)",
+    )
+    group.add_argument("--download", action="store_true", help="download from the publisher if not found locally")
+    group.add_argument("--table", default=None, help="your own interactions file (.csv, .parquet, .jsonl)")
+    group.add_argument(
+        "--columns", default=None, metavar="SRC=DST,...",
+        help="column mapping for --table, e.g. userId=user,movieId=item,rating=value,timestamp=timestamp",
+    )
+    group.add_argument("--saved", default=None, help="a directory written by 'tastemaker data convert'")
+    group.add_argument("--on-error", choices=["raise", "skip"], default="raise", help="bad rows: stop (default) or skip and report")
+
+
+def _load(args: argparse.Namespace) -> Any:
+    from tastemaker.config import parse_params
+    from tastemaker.data.dataset import load_saved_dataset
+
+    if args.saved:
+        return load_saved_dataset(args.saved)
+    if args.table:
+        from tastemaker.data.loaders.tabular import load_table
+
+        columns = dict(pair.split("=", 1) for pair in args.columns.split(",")) if args.columns else None
+        return load_table(args.table, columns=columns, on_error=args.on_error)
+    from tastemaker.data.loaders import load_dataset
+
+    return load_dataset(
+        args.dataset or DEMO_DATASET, args.path, on_error=args.on_error, download=args.download, **parse_params(args.option)
+    )
+
+
+def _options(args: argparse.Namespace) -> Any:
+    from tastemaker.types import FitOptions
+
+    return FitOptions(seed=args.seed, threads=args.threads, progress=not args.quiet)
+
+
+# ---------------------------------------------------------------------- commands
+def cmd_data_info(args: argparse.Namespace) -> int:
+    data = _load(args)
+    inter = data.interactions
+    seq_len = inter.groupby("user").size()
+    print(data)
+    print(f"  density            {data.n_interactions / max(data.n_users * data.n_items, 1):.6f}")
+    print(f"  events per user    min {seq_len.min()}, median {seq_len.median():.0f}, max {seq_len.max()}")
+    print(f"  event types        {dict(inter['event_type'].value_counts())}")
+    print(f"  value range        {inter['value'].min():g} .. {inter['value'].max():g}")
+    print(f"  timestamps         {inter['timestamp'].min()} .. {inter['timestamp'].max()}")
+    titled = int((data.catalog["title"] != "").sum())
+    print(f"  catalog            {len(data.catalog)} items, {titled} with titles, columns {list(data.catalog.columns)}")
+    if data.user_features is not None:
+        print(f"  user features      {list(data.user_features.columns)}")
+    if data.social is not None:
+        print(f"  social edges       {len(data.social)}")
+    skipped = data.extras.get("skipped")
+    if skipped:
+        print(f"  skipped rows       {skipped}")
+    return 0
+
+
+def cmd_data_convert(args: argparse.Namespace) -> int:
+    from tastemaker.data.dataset import save_dataset
+
+    data = _load(args)
+    out = save_dataset(data, args.out)
+    print(f"wrote {data} to {out}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from tastemaker.config import model_class, parse_params
+
+    data = _load(args)
+    cls = model_class(args.model)
+    model = cls(**parse_params(args.param))
+    start = time.perf_counter()
+    model.fit(data, _options(args))
+    path = model.save(args.out)
+    print(f"trained {model!r} on {data} in {time.perf_counter() - start:.1f}s; artifact: {path}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from tastemaker.config import DEFAULT_GRIDS, load_grids, model_class
+    from tastemaker.eval.protocols import run_protocol
+    from tastemaker.eval.report import markdown_table, write_report
+
+    data = _load(args)
+    grids = load_grids(args.grid) if args.grid else DEFAULT_GRIDS
+    names = [n.strip() for n in args.models.split(",")] if args.models else list(grids)
+    models = {name: (model_class(name), grids.get(name, {})) for name in names}
+    print(f"evaluating {', '.join(names)} on {data} (reference protocol: leave-one-out, full ranking)")
+    result = run_protocol(data, models, _options(args), progress=not args.quiet)
+    out = Path(args.out or f"reports/{data.name}")
+    json_path, md_path = write_report(result, out)
+    print()
+    print(markdown_table(result))
+    print(f"\nreport: {md_path} and {json_path}")
+    return 0
+
+
+def cmd_recommend(args: argparse.Namespace) -> int:
+    from tastemaker.artifact import load_model
+    from tastemaker.types import Query
+
+    model = load_model(args.artifact)
+    history = [h for h in (args.history or "").split(",") if h]
+    query = Query(user=args.user, history=history, exclude=[e for e in (args.exclude or "").split(",") if e])
+    (items,) = model.recommend([query], n=args.n)
+    titles = model.item_titles_[items.item_codes]
+    known = args.user in model.users_ if args.user else False
+    who = f"user {args.user}" if args.user else "an anonymous session"
+    print(f"top {len(items)} for {who}{'' if known or not args.user else ' (unknown user)'} from {type(model).__name__}:")
+    for rank, (item_id, title, score, source) in enumerate(zip(items.item_ids, titles, items.scores, items.sources, strict=True), 1):
+        print(f"{rank:3d}. {title or item_id}  [{item_id}]  score={score:.4f}{'  (' + source + ')' if source != model.name else ''}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Train and evaluate every classical model on the bundled MovieLens, then show a few users."""
+    from tastemaker.config import DEFAULT_GRIDS, MODELS
+    from tastemaker.data.loaders import load_dataset
+    from tastemaker.eval.protocols import run_protocol
+    from tastemaker.eval.report import markdown_table, write_report
+    from tastemaker.types import Query
+
+    data = load_dataset(DEMO_DATASET)
+    print(f"Tastemaker demo: {data}\n")
+    models = {name: (MODELS[name], DEFAULT_GRIDS[name]) for name in MODELS}
+    result = run_protocol(data, models, _options(args), progress=not args.quiet)
+    write_report(result, args.out)
+    print("\nTest set (reference protocol: temporal leave-one-out, full ranking, seen items excluded):\n")
+    print(markdown_table(result))
+    best = max(result.results, key=lambda r: r.test["ndcg@10"])
+    print(f"\nBest: {best.model} ({best.params}); training it on all data...")
+    model = MODELS[best.model](**best.params).fit(data, _options(args))
+    artifact = model.save(Path(args.out) / "artifact")
+    users = data.users.ids[:3]
+    for items, user in zip(model.recommend([Query(user=u) for u in users], n=5), users, strict=True):
+        recent = data.titles(data.sequences()[data.users.code(user)][-3:])
+        print(f"\nuser {user} recently watched: {'; '.join(recent)}")
+        for rank, title in enumerate(data.titles(items.item_codes), 1):
+            print(f"  {rank}. {title}")
+    print(f"\nreport: {args.out}/report.md   artifact: {artifact}")
+    print(f"try: tastemaker recommend --artifact {artifact} --user {users[0]} -n 10")
+    return 0
+
+
+# ---------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tastemaker",
+        description="Tastemaker: train, evaluate and query recommenders.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
+        p.add_argument(
+            "--threads", type=int, default=int(os.environ.get("TASTEMAKER_THREADS", "0")) or None,
+            help="max BLAS/OpenMP threads (default: $TASTEMAKER_THREADS or all cores)",
+        )
+        p.add_argument("--quiet", action="store_true", help="no progress bars or tuning log")
+
+    demo = sub.add_parser("demo", help="train and evaluate on the bundled MovieLens and show recommendations")
+    demo.add_argument("--out", default="reports/demo", help="where to write the report and artifact")
+    common(demo)
+    demo.set_defaults(func=cmd_demo)
+
+    data = sub.add_parser("data", help="inspect or convert a dataset")
+    data_sub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    info = data_sub.add_parser("info", help="print counts, ranges and columns of a dataset", epilog=_EPILOG)
+    _add_data_args(info)
+    info.set_defaults(func=cmd_data_info)
+    convert = data_sub.add_parser("convert", help="save a dataset as Parquet (reload with --saved DIR)", epilog=_EPILOG)
+    _add_data_args(convert)
+    convert.add_argument("--out", required=True, help="output directory")
+    convert.set_defaults(func=cmd_data_convert)
+
+    from tastemaker.config import MODELS
+
+    train = sub.add_parser("train", help="fit a model and save it as an artifact", epilog=_EPILOG)
+    _add_data_args(train)
+    train.add_argument("--model", required=True, choices=list(MODELS), help="which model")
+    train.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="model parameter, e.g. reg=50 (repeatable)")
+    train.add_argument("--out", required=True, help="artifact directory to write")
+    common(train)
+    train.set_defaults(func=cmd_train)
+
+    evaluate = sub.add_parser(
+        "evaluate", help="run the reference protocol (tune on validation, report on test)", epilog=_EPILOG
+    )
+    _add_data_args(evaluate)
+    evaluate.add_argument("--models", default=None, help=f"comma-separated, default all: {','.join(MODELS)}")
+    evaluate.add_argument("--grid", default=None, help="TOML file of tuning grids ([ease] reg = [50.0, 500.0])")
+    evaluate.add_argument("--out", default=None, help="report directory (default reports/<dataset>)")
+    common(evaluate)
+    evaluate.set_defaults(func=cmd_evaluate)
+
+    rec = sub.add_parser("recommend", help="top-n items for a user from a saved artifact")
+    rec.add_argument("--artifact", required=True, help="artifact directory written by 'train' or 'demo'")
+    rec.add_argument("--user", default=None, help="user id (omit for an anonymous session)")
+    rec.add_argument("--history", default=None, help="comma-separated recent item ids to fold in")
+    rec.add_argument("--exclude", default=None, help="comma-separated item ids never to show")
+    rec.add_argument("-n", type=int, default=10, help="how many items (default 10)")
+    rec.set_defaults(func=cmd_recommend)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from tastemaker.errors import TastemakerError
+
+    try:
+        return int(args.func(args))
+    except (TastemakerError, ValueError, FileNotFoundError) as exc:
+        print(f"tastemaker: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,170 @@
+"""Vectorised top-K metrics over full rankings.
+
+Inputs are a matrix of recommended item codes, ``topk`` (users x K, best first, -1 = empty
+slot), and the relevant items per row as a CSR matrix ``truth`` (users x n_items). With
+leave-one-out each truth row holds exactly one item.
+
+Accuracy (per user, then averaged):
+
+* ``hr@K`` — 1 if any relevant item is in the top K;
+* ``recall@K`` — relevant items found / relevant items;
+* ``ndcg@K`` — DCG with gain 1/log2(rank + 1), normalised by the ideal DCG for
+  min(|relevant|, K) hits;
+* ``mrr@K`` — 1 / rank of the first relevant item within K (0 if none);
+* ``map@K`` — mean of precision@j at each hit j, divided by min(|relevant|, K).
+
+Beyond accuracy (over all recommended lists):
+
+* ``coverage@K`` — share of the catalog recommended to anyone;
+* ``novelty@K`` — mean self-information -log2(popularity / n_users) of recommended items;
+* ``diversity@K`` — intra-list diversity: mean pairwise (1 - cosine) between the items of a
+  list, with items represented by their user vectors (or any item feature matrix);
+* ``arp@K`` — average recommended popularity (training users per item);
+* ``gini@K`` — Gini index of how often each catalog item is recommended (0 = even, 1 = one item).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import scipy.sparse as sp
+
+
+def hits_matrix(topk: np.ndarray, truth: sp.csr_matrix) -> np.ndarray:
+    """Boolean users x K: is the item at each rank relevant for that user?"""
+    n_items = truth.shape[1]
+    rows = np.repeat(np.arange(truth.shape[0], dtype=np.int64), np.diff(truth.indptr))
+    truth_keys = np.sort(rows * n_items + truth.indices)
+    keys = np.arange(topk.shape[0], dtype=np.int64)[:, None] * n_items + topk
+    found = np.isin(keys, truth_keys) & (topk >= 0)
+    return found
+
+
+def accuracy_per_user(topk: np.ndarray, truth: sp.csr_matrix, k: int) -> dict[str, np.ndarray]:
+    """Per-user hr, recall, ndcg, mrr and map at cutoff ``k`` (arrays of length n_users)."""
+    top = topk[:, :k]
+    hits = hits_matrix(top, truth).astype(np.float64)
+    n_relevant = np.diff(truth.indptr).astype(np.float64)
+    if np.any(n_relevant == 0):
+        raise ValueError("every evaluated user needs at least one relevant item")
+    discounts = 1.0 / np.log2(np.arange(2, k + 2))
+    dcg = hits @ discounts[: hits.shape[1]]
+    ideal_hits = np.minimum(n_relevant, k).astype(np.int64)
+    idcg = np.cumsum(discounts)[ideal_hits - 1]
+    ranks = np.arange(1, hits.shape[1] + 1)
+    first = np.where(hits.any(axis=1), hits.argmax(axis=1) + 1, 0)
+    precision_at = np.cumsum(hits, axis=1) / ranks
+    return {
+        f"hr@{k}": (hits.sum(axis=1) > 0).astype(np.float64),
+        f"recall@{k}": hits.sum(axis=1) / n_relevant,
+        f"ndcg@{k}": dcg / idcg,
+        f"mrr@{k}": np.where(first > 0, 1.0 / np.maximum(first, 1), 0.0),
+        f"map@{k}": (precision_at * hits).sum(axis=1) / np.minimum(n_relevant, k),
+    }
+
+
+def coverage(topk: np.ndarray, n_items: int) -> float:
+    """Share of the catalog that appears in at least one list."""
+    rec = np.unique(topk[topk >= 0])
+    return len(rec) / n_items if n_items else 0.0
+
+
+def novelty(topk: np.ndarray, item_popularity: np.ndarray, n_users: int) -> float:
+    """Mean self-information of recommended items; an item nobody had counts as popularity 1."""
+    rec = topk[topk >= 0]
+    if len(rec) == 0:
+        return 0.0
+    pop = np.maximum(item_popularity[rec], 1) / max(n_users, 1)
+    return float(np.mean(-np.log2(pop)))
+
+
+def average_popularity(topk: np.ndarray, item_popularity: np.ndarray) -> float:
+    rec = topk[topk >= 0]
+    return float(np.mean(item_popularity[rec])) if len(rec) else 0.0
+
+
+def gini(topk: np.ndarray, n_items: int) -> float:
+    """Gini index of recommendation counts over all catalog items."""
+    counts = np.sort(np.bincount(topk[topk >= 0], minlength=n_items)).astype(np.float64)
+    total = counts.sum()
+    if total == 0 or n_items == 0:
+        return 0.0
+    index = np.arange(1, n_items + 1)
+    return float(np.sum((2 * index - n_items - 1) * counts) / (n_items * total))
+
+
+def intra_list_diversity(topk: np.ndarray, item_features: sp.csr_matrix, batch: int = 256) -> float:
+    """Mean over lists of the mean pairwise cosine distance between their items.
+
+    ``item_features`` is n_items x d (sparse or dense); rows are L2-normalised here.
+    Lists with fewer than two items are skipped."""
+    feats = sp.csr_matrix(item_features, dtype=np.float64)
+    norms = np.sqrt(np.asarray(feats.multiply(feats).sum(axis=1)).ravel())
+    feats = sp.diags(np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)) @ feats
+    values = []
+    k = topk.shape[1]
+    for start in range(0, topk.shape[0], batch):
+        block = topk[start : start + batch]
+        b = block.shape[0]
+        valid = block >= 0
+        rows = feats[np.where(valid, block, 0).ravel()]
+        gram = (rows @ rows.T).toarray().reshape(b, k, b, k)
+        sims = gram[np.arange(b), :, np.arange(b), :]  # (b, k, k): each list against itself
+        pair_ok = valid[:, :, None] & valid[:, None, :] & ~np.eye(k, dtype=bool)[None]
+        n_pairs = pair_ok.sum(axis=(1, 2))
+        dist = ((1.0 - sims) * pair_ok).sum(axis=(1, 2))
+        ok = n_pairs > 0
+        values.append(dist[ok] / n_pairs[ok])
+    all_values = np.concatenate(values) if values else np.zeros(0)
+    return float(all_values.mean()) if len(all_values) else 0.0
+
+
+def truth_from_pairs(users: np.ndarray, items: np.ndarray, n_items: int) -> tuple[np.ndarray, sp.csr_matrix]:
+    """(evaluated user codes, truth CSR with one row per evaluated user) from held-out pairs."""
+    eval_users, row = np.unique(users, return_inverse=True)
+    truth = sp.csr_matrix(
+        (np.ones(len(items), dtype=np.float32), (row, items)), shape=(len(eval_users), n_items)
+    )
+    truth.sum_duplicates()
+    return eval_users, truth
+
+
+def summarize(
+    topk: np.ndarray,
+    truth: sp.csr_matrix,
+    ks: Sequence[int],
+    *,
+    item_popularity: np.ndarray,
+    n_users: int,
+    item_features: sp.csr_matrix | None = None,
+) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """All metrics at each cutoff: (means, per-user accuracy arrays)."""
+    means: dict[str, float] = {}
+    per_user: dict[str, np.ndarray] = {}
+    n_items = truth.shape[1]
+    for k in ks:
+        acc = accuracy_per_user(topk, truth, k)
+        per_user.update(acc)
+        means.update({name: float(v.mean()) for name, v in acc.items()})
+        top = topk[:, :k]
+        means[f"coverage@{k}"] = coverage(top, n_items)
+        means[f"novelty@{k}"] = novelty(top, item_popularity, n_users)
+        means[f"arp@{k}"] = average_popularity(top, item_popularity)
+        means[f"gini@{k}"] = gini(top, n_items)
+        if item_features is not None:
+            means[f"diversity@{k}"] = intra_list_diversity(top, item_features)
+    return means, per_user
+
+
+def bootstrap_ci(values: np.ndarray, n_resamples: int = 1000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap confidence interval of the mean over users."""
+    values = np.asarray(values, dtype=np.float64)
+    if len(values) == 0:
+        return (float("nan"), float("nan"))
+    rng = np.random.default_rng(seed)
+    means = np.empty(n_resamples)
+    for i in range(n_resamples):
+        means[i] = values[rng.integers(0, len(values), len(values))].mean()
+    alpha = (1.0 - level) / 2
+    return float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha))
