@@ -1,0 +1,36 @@
+# Two commands: `make demo` and `make test`. Each creates .venv if missing and installs what it needs.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+# OpenBLAS and OpenMP oversubscribe a busy 2-core machine; one BLAS thread is the fast default.
+export OPENBLAS_NUM_THREADS ?= 1
+
+.PHONY: demo test install install-dev serve clean
+
+$(BIN)/python:
+	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python >= 3.11 is needed"'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+# Stamps re-run the install when pyproject.toml changes.
+$(VENV)/.core: $(BIN)/python pyproject.toml
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.core
+	$(BIN)/pip install -q -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.core
+install-dev: $(VENV)/.dev
+
+demo: $(VENV)/.core
+	$(BIN)/tastemaker demo
+
+# pytest exits 5 when it collected no test: that is a broken suite, not a pass.
+test: $(VENV)/.dev
+	$(BIN)/python -m pytest -q; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
+clean:
+	rm -rf $(VENV) reports artifacts .pytest_cache
