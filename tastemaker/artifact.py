@@ -83,6 +83,7 @@ def save_model(model: Recommender, path: str | Path) -> Path:
     schema = _schema(arrays, len(model.users_), len(model.items_), config)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
+        tmp.chmod(0o755)  # mkdtemp makes 0700; a server running as another user must read it
         pq.write_table(pa.table({"id": pa.array(model.users_.ids.astype(str))}), tmp / "users.parquet")
         pq.write_table(
             pa.table(

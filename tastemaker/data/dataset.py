@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from tastemaker.data.vocab import Vocabulary
+from tastemaker.data.vocab import Vocabulary, normalize_ids
 from tastemaker.errors import DataError
 
 INTERACTION_COLUMNS = ("user", "item", "timestamp", "event_type", "value")
@@ -113,7 +113,7 @@ class Dataset:
             inter["event_type"] = event_type
         if "value" not in inter.columns:
             inter["value"] = 1.0
-        ts = pd.to_numeric(inter["timestamp"], errors="coerce")
+        ts = _unix_seconds(inter["timestamp"])
         bad = ts.isna() | (ts < 0)
         if bad.any():
             row = int(np.flatnonzero(bad.to_numpy())[0])
@@ -230,6 +230,16 @@ class Dataset:
         return [str(t) for t in self.catalog["title"].to_numpy()[np.asarray(codes, dtype=np.int64)]]
 
 
+def _unix_seconds(column: pd.Series) -> pd.Series:
+    """Numbers pass through; datetimes (naive = UTC) become unix seconds; the rest is NaN."""
+    if pd.api.types.is_datetime64_any_dtype(column):
+        if getattr(column.dt, "tz", None) is not None:
+            column = column.dt.tz_convert("UTC").dt.tz_localize(None)
+        seconds = column.astype("datetime64[s]").astype("int64").astype("float64")
+        return seconds.where(column.notna())
+    return pd.to_numeric(column, errors="coerce")
+
+
 def _prepare_catalog(cat: pd.DataFrame | None) -> pd.DataFrame:
     if cat is None:
         return pd.DataFrame({"item_id": pd.Series([], dtype=object)})
@@ -238,7 +248,7 @@ def _prepare_catalog(cat: pd.DataFrame | None) -> pd.DataFrame:
         if "item" not in cat.columns:
             raise DataError(f"catalog lacks an 'item_id' column; columns are {list(cat.columns)}")
         cat = cat.rename(columns={"item": "item_id"})
-    cat["item_id"] = cat["item_id"].astype(str)
+    cat["item_id"] = normalize_ids(cat["item_id"])
     # The first row for an id wins, as in the raw files (Amazon meta has exact duplicates).
     return cat.drop_duplicates(subset="item_id", keep="first").reset_index(drop=True)
 

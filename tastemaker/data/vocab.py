@@ -31,7 +31,7 @@ class Vocabulary:
     __slots__ = ("_index", "name")
 
     def __init__(self, ids: Iterable[object] = (), name: str = "id") -> None:
-        values = pd.Index(_as_str_array(ids), dtype=object)
+        values = pd.Index(normalize_ids(ids), dtype=object)
         if values.has_duplicates:
             dup = values[values.duplicated()][:5].tolist()
             raise ValueError(f"{name} vocabulary: duplicate ids {dup}")
@@ -47,7 +47,7 @@ class Vocabulary:
         return len(self._index)
 
     def __contains__(self, external_id: object) -> bool:
-        return str(external_id) in self._index
+        return bool(self._index.get_indexer(normalize_ids([external_id]))[0] >= 0)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Vocabulary) and self._index.equals(other._index)
@@ -97,15 +97,33 @@ class Vocabulary:
         return Vocabulary(np.concatenate([self.ids, new]), name=self.name)
 
 
-def _as_str_array(values: Iterable[object]) -> np.ndarray:
-    """Ids are strings at the edge: ``1`` and ``"1"`` are the same user."""
+def normalize_ids(values: Iterable[object]) -> np.ndarray:
+    """Ids are strings at the edge: ``1``, ``1.0`` and ``"1"`` are the same id ``"1"``.
+
+    Returns an object array of str. Whole-number floats (what pandas makes of an int id column
+    with gaps) lose their ``.0``, whether the array is float or mixed."""
     if isinstance(values, pd.Index | pd.Series):
         values = values.to_numpy()
-    arr = np.asarray(list(values) if not isinstance(values, np.ndarray) else values)
+    # A list goes through an object array: np.asarray(["a", 3.0]) would make "3.0" a string.
+    arr = values if isinstance(values, np.ndarray) else np.array(list(values), dtype=object)
+    if arr.dtype.kind == "O":
+        kind = pd.api.types.infer_dtype(arr, skipna=False)
+        if kind == "string":
+            return arr  # the common case: already all str
+        if kind in ("integer", "floating"):
+            arr = arr.astype(np.float64 if kind == "floating" else np.int64)
+        else:
+            return np.array([_id_str(v) for v in arr], dtype=object)
     if arr.dtype.kind in "fc":
-        # Float ids appear when pandas reads an int column with gaps; 3.0 means "3".
         if np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
             arr = arr.astype(np.int64)
-    if arr.dtype.kind == "O":
-        return pd.Series(arr, dtype=object).astype(str).to_numpy(dtype=object)
     return arr.astype(str).astype(object)
+
+
+def _id_str(value: object) -> str:
+    if isinstance(value, float | np.floating) and np.isfinite(value) and value == int(value):
+        return str(int(value))
+    return str(value)
+
+
+_as_str_array = normalize_ids

@@ -1,0 +1,162 @@
+"""The command line, run in-process through ``tastemaker.cli.main`` (plus one real subprocess)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tastemaker.cli import main
+from tastemaker.data.dataset import save_dataset
+from tastemaker.testing.synthetic import checkerboard
+
+SCRIPT = Path(sys.executable).parent / "tastemaker"
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory) -> Path:
+    """checkerboard(10, 10) saved as a dataset directory; titles are 'Even item 4' etc."""
+    path = tmp_path_factory.mktemp("data") / "checkerboard"
+    save_dataset(checkerboard(10, 10), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def artifact(saved, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("artifacts") / "ease"
+    assert main(["train", "--saved", str(saved), "--model", "ease", "--param", "reg=10", "--out", str(out), "--quiet", "--threads", "1"]) == 0
+    return out
+
+
+def test_help_in_a_subprocess():
+    assert SCRIPT.exists(), SCRIPT
+    proc = subprocess.run([str(SCRIPT), "--help"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    for command in ("train", "evaluate", "recommend", "data", "demo"):
+        assert command in proc.stdout
+
+
+def test_train_writes_an_artifact(saved, tmp_path, capsys):
+    out = tmp_path / "art"
+    code = main(["train", "--saved", str(saved), "--model", "ease", "--param", "reg=10", "--out", str(out), "--quiet"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "EASE(reg=10.0)" in printed
+    assert str(out) in printed
+    assert (out / "manifest.json").is_file()
+
+
+def test_recommend_prints_titles(artifact, capsys):
+    code = main(["recommend", "--artifact", str(artifact), "--user", "u0", "-n", "3"])
+    assert code == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0] == "top 3 for user u0 from EASE:"
+    # Known answer: u0 has seen every even item but i0, so i0 comes first; the odd items
+    # (EASE score exactly 0: the Gram matrix is block-diagonal by parity) follow, lower code first.
+    assert lines[1].startswith("  1. Even item 0  [i0]  score=")
+    assert "Odd item 1  [i1]" in lines[2]
+    assert "Odd item 3  [i3]" in lines[3]
+    assert len(lines) == 4
+    assert "popular-fallback" not in "\n".join(lines)
+
+
+def test_recommend_unknown_user_gets_the_popular_fallback(artifact, capsys):
+    code = main(["recommend", "--artifact", str(artifact), "--user", "nobody", "-n", "3"])
+    assert code == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0] == "top 3 for user nobody (unknown user) from EASE:"
+    # every item has 4 users in checkerboard(10, 10) (5 same-parity users, minus user i),
+    # so popularity ties and the lowest codes win: i0, i1, i2
+    assert lines[1].startswith("  1. Even item 0  [i0]  score=4.0000")
+    assert "Odd item 1  [i1]" in lines[2] and "Even item 2  [i2]" in lines[3]
+    assert all(line.endswith("(popular-fallback)") for line in lines[1:])
+
+
+def test_recommend_unknown_user_with_history_folds_in(artifact, capsys):
+    code = main(["recommend", "--artifact", str(artifact), "--user", "nobody", "--history", "i1,i3", "-n", "2"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "popular-fallback" not in out
+    # an odd history: the best unseen items are odd
+    body = out.strip().splitlines()[1:]
+    assert all("Odd item" in line for line in body)
+
+
+def test_evaluate_writes_reports(saved, tmp_path, capsys):
+    grid = tmp_path / "grid.toml"
+    grid.write_text("[ease]\nreg = [1.0, 100.0]\n")
+    out = tmp_path / "report"
+    code = main(
+        ["evaluate", "--saved", str(saved), "--models", "most-popular,ease", "--grid", str(grid), "--out", str(out), "--quiet"]
+    )
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "most-popular" in printed and "ease" in printed
+    report = json.loads((out / "report.json").read_text())
+    assert [r["model"] for r in report["results"]] == ["most-popular", "ease"]
+    ease = report["results"][1]
+    assert ease["params"]["reg"] in (1.0, 100.0)
+    assert [t["params"]["reg"] for t in ease["tuning"]] == [1.0, 100.0]
+    assert report["split"] == "leave-one-out"
+    assert report["n_users"] == 10 and report["n_items"] == 10
+    markdown = (out / "report.md").read_text()
+    assert markdown.startswith("# Evaluation: checkerboard")
+    assert "| most-popular |" in markdown and "| ease |" in markdown
+
+
+def test_unknown_model_in_evaluate_exits_2(saved, tmp_path, capsys):
+    code = main(["evaluate", "--saved", str(saved), "--models", "ease,nope", "--out", str(tmp_path), "--quiet"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "unknown model 'nope'" in err
+    assert "ease" in err  # the valid names are listed
+
+
+def test_unknown_model_in_train_exits_2(saved, tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--saved", str(saved), "--model", "nope", "--out", str(tmp_path / "x")])
+    assert info.value.code == 2
+    assert "invalid choice: 'nope'" in capsys.readouterr().err
+
+
+def test_unknown_model_in_grid_file_exits_2(saved, tmp_path, capsys):
+    grid = tmp_path / "grid.toml"
+    grid.write_text("[nope]\nreg = [1.0]\n")
+    code = main(["evaluate", "--saved", str(saved), "--grid", str(grid), "--out", str(tmp_path / "r"), "--quiet"])
+    assert code == 2
+    assert "unknown model 'nope'" in capsys.readouterr().err
+
+
+def test_bad_param_value_gives_a_clear_error(saved, tmp_path, capsys):
+    out = tmp_path / "art"
+    code = main(["train", "--saved", str(saved), "--model", "ease", "--param", "reg=abc", "--out", str(out), "--quiet"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("tastemaker: error:")
+    assert "reg" in err and "abc" in err
+    assert not out.exists()
+
+
+def test_malformed_param_gives_a_clear_error(saved, tmp_path, capsys):
+    code = main(["train", "--saved", str(saved), "--model", "ease", "--param", "reg", "--out", str(tmp_path / "a"), "--quiet"])
+    assert code == 2
+    assert "not of the form name=value" in capsys.readouterr().err
+
+
+def test_unknown_param_name_is_an_error(saved, tmp_path, capsys):
+    code = main(["train", "--saved", str(saved), "--model", "ease", "--param", "regg=5", "--out", str(tmp_path / "a"), "--quiet"])
+    assert code == 2
+    assert "regg" in capsys.readouterr().err
+
+
+def test_missing_saved_dataset_exits_2(tmp_path, capsys):
+    code = main(["train", "--saved", str(tmp_path / "missing"), "--model", "ease", "--out", str(tmp_path / "a"), "--quiet"])
+    assert code == 2
+    assert "dataset.json" in capsys.readouterr().err
+
+
+def test_recommend_from_missing_artifact_exits_2(tmp_path, capsys):
+    code = main(["recommend", "--artifact", str(tmp_path / "none"), "--user", "u0"])
+    assert code == 2
+    assert "manifest.json" in capsys.readouterr().err
