@@ -36,8 +36,7 @@ class EASE(Recommender):
     name = "ease"
 
     def _fit(self, dataset: Dataset, options: FitOptions) -> None:
-        x = self.user_items_
-        gram = (x.T @ x).toarray().astype(np.float32, copy=False)
+        gram = _dense_gram(self.user_items_)
         gram[np.diag_indices_from(gram)] += np.float32(self.config.reg)
         # gram is symmetric, so its C-order buffer is also a valid Fortran-order matrix:
         # passing the transpose view lets LAPACK work in place without a copy.
@@ -62,6 +61,19 @@ class EASE(Recommender):
 
     def _set_arrays(self, arrays: dict[str, np.ndarray]) -> None:
         self.weights_ = arrays["weights"]
+
+
+def _dense_gram(user_items: sp.csr_matrix) -> np.ndarray:
+    """XᵀX as a dense float32 matrix, filled one column block at a time: the sparse product of
+    the whole matrix can hold more entries than the dense result (ml-latest-small: ~2x)."""
+    n_items = user_items.shape[1]
+    gram = np.empty((n_items, n_items), dtype=np.float32)
+    item_users = sp.csr_matrix(user_items.T, dtype=np.float32)
+    columns = sp.csc_matrix(user_items, dtype=np.float32)
+    for start in range(0, n_items, _BLOCK):
+        stop = min(start + _BLOCK, n_items)
+        gram[:, start:stop] = (item_users @ columns[:, start:stop]).toarray()
+    return gram
 
 
 def _mirror_lower_to_upper(mat: np.ndarray) -> None:
