@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 FORMAT = "tastemaker-artifact"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
-_COMMON = ("seen_indptr", "seen_indices", "item_popularity")
+_COMMON = ("seen_indptr", "seen_indices", "item_popularity", "sequence_indptr", "sequence_items")
 
 
 def _sha256(path: Path) -> str:
@@ -79,6 +79,8 @@ def save_model(model: Recommender, path: str | Path) -> Path:
         seen_indices=seen.indices.astype(np.int32),
         item_popularity=np.asarray(model.item_popularity_, dtype=np.int64),
     )
+    if model.sequential:
+        arrays.update(sequence_indptr=model.sequence_indptr_, sequence_items=model.sequence_items_)
     config = model.config.model_dump(mode="json")
     schema = _schema(arrays, len(model.users_), len(model.items_), config)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
@@ -182,5 +184,8 @@ def load_model(path: str | Path) -> Recommender:
         shape=(len(users), len(items)),
     )
     model.item_popularity_ = arrays.pop("item_popularity")
+    if cls.sequential:
+        model.sequence_indptr_ = arrays.pop("sequence_indptr")
+        model.sequence_items_ = arrays.pop("sequence_items")
     model._set_arrays(arrays)
     return model

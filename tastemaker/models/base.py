@@ -4,8 +4,9 @@ A model implements three hooks and gets the whole public surface from this class
 
 * ``_fit(dataset, options)``: learn from a dataset (vocabularies and seen items are
   already recorded by :meth:`Recommender.fit`).
-* ``_score(users, history, use_user_state)``: full-catalog scores (float32, one row per
-  query) for a batch of user codes and their history rows.
+* ``_score(batch)``: full-catalog scores (float32, one row per query) for a
+  :class:`ScoringBatch` (user codes, history rows, and for sequential models the
+  time-ordered item sequences).
 * ``_arrays()`` / ``_set_arrays(arrays)``: the fitted state as named numpy arrays, for the
   artifact (no pickle).
 
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
@@ -41,7 +43,33 @@ from tastemaker.data.vocab import Vocabulary
 from tastemaker.errors import NotFittedError
 from tastemaker.types import FitOptions, ItemList, Query
 
-SCORE_BATCH = 512  # queries scored at once: bounds memory at SCORE_BATCH x n_items floats
+SCORE_BATCH = 512  # most queries scored at once
+SCORE_BUDGET = 32 * 2**20  # most scores held at once (128 MB of float32): a 1M-item catalog scores 32 queries a batch
+
+
+def score_batch_size(n_items: int) -> int:
+    """Queries per scoring batch, so that batch x n_items stays within SCORE_BUDGET."""
+    return int(max(1, min(SCORE_BATCH, SCORE_BUDGET // max(n_items, 1))))
+
+
+@dataclass(frozen=True)
+class ScoringBatch:
+    """What a model scores: one entry per query.
+
+    ``users`` are codes (-1 for unknown); ``history`` holds each query's known items (training
+    history plus new events) as binary CSR rows; ``use_user_state[i]`` is True when the model
+    may use what it learned about ``users[i]`` in training (a known user with no new events)
+    and False when it must fold the history in; ``sequences`` (sequential models only) are the
+    same items in time order, the new events last.
+    """
+
+    users: np.ndarray
+    history: sp.csr_matrix
+    use_user_state: np.ndarray
+    sequences: list[np.ndarray] | None = None
+
+    def __len__(self) -> int:
+        return len(self.users)
 
 
 class ModelConfig(BaseModel):
@@ -56,12 +84,16 @@ class Recommender(ABC):
     Config: ClassVar[type[ModelConfig]] = ModelConfig
     #: short name used in ItemList.sources, the CLI and reports
     name: ClassVar[str] = "recommender"
+    #: True for models that read the order of a history (ScoringBatch.sequences is then filled)
+    sequential: ClassVar[bool] = False
 
     users_: Vocabulary
     items_: Vocabulary
     user_items_: sp.csr_matrix
     item_popularity_: np.ndarray
     item_titles_: np.ndarray
+    sequence_indptr_: np.ndarray  # sequential models: user u's items in time order are
+    sequence_items_: np.ndarray  # sequence_items_[sequence_indptr_[u]:sequence_indptr_[u + 1]]
 
     def __init__(self, config: ModelConfig | None = None, **params: Any) -> None:
         if config is not None and params:
@@ -81,6 +113,10 @@ class Recommender(ABC):
         self.user_items_ = dataset.to_csr("binary")
         self.item_popularity_ = dataset.item_popularity()
         self.item_titles_ = dataset.catalog["title"].to_numpy(dtype=object).astype(str)
+        if self.sequential:
+            seqs = dataset.sequences()
+            self.sequence_indptr_ = np.concatenate([[0], np.cumsum([len(q) for q in seqs])]).astype(np.int64)
+            self.sequence_items_ = np.concatenate(seqs).astype(np.int32) if seqs else np.zeros(0, np.int32)
         with threadpool_limits(options.threads):
             self._fit(dataset, options)
         return self
@@ -89,14 +125,8 @@ class Recommender(ABC):
     def _fit(self, dataset: Dataset, options: FitOptions) -> None: ...
 
     @abstractmethod
-    def _score(self, users: np.ndarray, history: sp.csr_matrix, use_user_state: np.ndarray) -> np.ndarray:
-        """Scores for all items, shape (len(users), n_items), float32.
-
-        ``users`` are codes (-1 for unknown); ``history`` holds each query's known items
-        (training history plus extras) as a binary CSR row; ``use_user_state[i]`` is True when
-        the model may use what it learned about ``users[i]`` in training (a known user with no
-        new events), and False when it must fold the history in instead.
-        """
+    def _score(self, batch: ScoringBatch) -> np.ndarray:
+        """Scores for all items, shape (len(batch), n_items), float32."""
 
     @property
     def is_fitted(self) -> bool:
@@ -107,8 +137,13 @@ class Recommender(ABC):
             raise NotFittedError(f"{type(self).__name__} is not fitted: call fit() or load() first")
 
     # ------------------------------------------------------------------ queries
-    def _resolve(self, queries: Sequence[Query]) -> tuple[np.ndarray, sp.csr_matrix, np.ndarray]:
-        """Queries -> (user codes, history rows, use_user_state)."""
+    def _stored_sequence(self, user: int) -> np.ndarray:
+        if user < 0:
+            return np.zeros(0, dtype=np.int32)
+        return self.sequence_items_[self.sequence_indptr_[user] : self.sequence_indptr_[user + 1]]
+
+    def _resolve(self, queries: Sequence[Query]) -> ScoringBatch:
+        """Queries -> a ScoringBatch."""
         users = self.users_.encode([q.user if q.user is not None else "" for q in queries], missing="mark")
         users = np.where([q.user is None for q in queries], -1, users).astype(np.int32)
         rows = sp.csr_matrix(sp.diags((users >= 0).astype(np.float32)) @ self.user_items_[np.maximum(users, 0)])
@@ -123,14 +158,20 @@ class Recommender(ABC):
             rows = rows + extra_rows
             rows.data[:] = 1.0
         use_state = (users >= 0) & np.array([len(e) == 0 for e in extra])
-        return users, sp.csr_matrix(rows, dtype=np.float32), use_state
+        sequences = None
+        if self.sequential:
+            sequences = [np.concatenate([self._stored_sequence(u), e]).astype(np.int32) for u, e in zip(users, extra, strict=True)]
+        return ScoringBatch(users, sp.csr_matrix(rows, dtype=np.float32), use_state, sequences)
 
-    def _scores_with_fallback(
-        self, users: np.ndarray, history: sp.csr_matrix, use_state: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def _known_users_batch(self, users: np.ndarray) -> ScoringBatch:
+        """A batch of known users with their training histories only."""
+        sequences = [self._stored_sequence(u) for u in users] if self.sequential else None
+        return ScoringBatch(users, self.user_items_[users], np.ones(len(users), dtype=bool), sequences)
+
+    def _scores_with_fallback(self, batch: ScoringBatch) -> tuple[np.ndarray, np.ndarray]:
         """Model scores, with popularity standing in where there is nothing to go on."""
-        scores = np.asarray(self._score(users, history, use_state), dtype=np.float32)
-        cold = (np.diff(history.indptr) == 0) & ~use_state
+        scores = np.asarray(self._score(batch), dtype=np.float32)
+        cold = (np.diff(batch.history.indptr) == 0) & ~batch.use_user_state
         if cold.any():
             scores[cold] = self.item_popularity_.astype(np.float32)
         return scores, cold
@@ -143,10 +184,12 @@ class Recommender(ABC):
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")
         out: list[ItemList] = []
-        for start in range(0, len(queries), SCORE_BATCH):
-            batch = queries[start : start + SCORE_BATCH]
-            users, history, use_state = self._resolve(batch)
-            scores, cold = self._scores_with_fallback(users, history, use_state)
+        size = score_batch_size(len(self.items_))
+        for start in range(0, len(queries), size):
+            batch = queries[start : start + size]
+            resolved = self._resolve(batch)
+            history = resolved.history
+            scores, cold = self._scores_with_fallback(resolved)
             for i, q in enumerate(batch):
                 allowed = None if q.include is None else self.items_.encode(q.include, missing="drop")
                 blocked = [self.items_.encode(q.exclude, missing="drop")]
@@ -167,11 +210,12 @@ class Recommender(ABC):
         self._check_fitted()
         users = np.asarray(users, dtype=np.int32)
         result = np.full((len(users), n), -1, dtype=np.int32)
-        starts = range(0, len(users), SCORE_BATCH)
+        size = score_batch_size(len(self.items_))
+        starts = range(0, len(users), size)
         for start in tqdm(starts, desc=f"scoring {self.name}", disable=not progress, unit="batch"):
-            batch = users[start : start + SCORE_BATCH]
+            batch = users[start : start + size]
             history = self.user_items_[batch]
-            scores, _ = self._scores_with_fallback(batch, history, np.ones(len(batch), dtype=bool))
+            scores, _ = self._scores_with_fallback(self._known_users_batch(batch))
             if exclude_seen:
                 rows = np.repeat(np.arange(len(batch)), np.diff(history.indptr))
                 scores[rows, history.indices] = -np.inf
@@ -194,10 +238,11 @@ class Recommender(ABC):
         codes = self.items_.encode(items, missing="mark")
         out = np.full((len(queries), len(codes)), np.nan, dtype=np.float32)
         known = codes >= 0
-        for start in range(0, len(queries), SCORE_BATCH):
-            users, history, use_state = self._resolve(queries[start : start + SCORE_BATCH])
-            scores, _ = self._scores_with_fallback(users, history, use_state)
-            out[start : start + len(users)][:, known] = scores[:, codes[known]]
+        size = score_batch_size(len(self.items_))
+        for start in range(0, len(queries), size):
+            resolved = self._resolve(queries[start : start + size])
+            scores, _ = self._scores_with_fallback(resolved)
+            out[start : start + len(resolved)][:, known] = scores[:, codes[known]]
         return out
 
     # ------------------------------------------------------------------ persistence

@@ -17,7 +17,7 @@ from pydantic import Field
 from scipy.linalg import lapack
 
 from tastemaker.data.dataset import Dataset
-from tastemaker.models.base import ModelConfig, Recommender
+from tastemaker.models.base import ModelConfig, Recommender, ScoringBatch
 from tastemaker.types import FitOptions
 
 _BLOCK = 2048  # rows copied at a time when mirroring the triangle
@@ -53,8 +53,8 @@ class EASE(Recommender):
         p[np.diag_indices_from(p)] = 0.0
         self.weights_ = np.ascontiguousarray(p)
 
-    def _score(self, users: np.ndarray, history: sp.csr_matrix, use_user_state: np.ndarray) -> np.ndarray:
-        return np.asarray(history @ self.weights_, dtype=np.float32)
+    def _score(self, batch: ScoringBatch) -> np.ndarray:
+        return np.asarray(batch.history @ self.weights_, dtype=np.float32)
 
     def _arrays(self) -> dict[str, np.ndarray]:
         return {"weights": self.weights_}

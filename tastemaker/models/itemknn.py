@@ -26,7 +26,7 @@ from pydantic import Field
 from tqdm.auto import tqdm
 
 from tastemaker.data.dataset import Dataset
-from tastemaker.models.base import ModelConfig, Recommender
+from tastemaker.models.base import ModelConfig, Recommender, ScoringBatch
 from tastemaker.types import FitOptions
 
 _BLOCK = 1024
@@ -82,8 +82,8 @@ class ItemKNN(Recommender):
             data = (np.zeros(0, np.float32), (np.zeros(0, np.int64), np.zeros(0, np.int64)))
         self.similarity_ = sp.csr_matrix(data, shape=(n_items, n_items), dtype=np.float32)
 
-    def _score(self, users: np.ndarray, history: sp.csr_matrix, use_user_state: np.ndarray) -> np.ndarray:
-        return (history @ self.similarity_).toarray().astype(np.float32, copy=False)
+    def _score(self, batch: ScoringBatch) -> np.ndarray:
+        return (batch.history @ self.similarity_).toarray().astype(np.float32, copy=False)
 
     def _arrays(self) -> dict[str, np.ndarray]:
         s = self.similarity_

@@ -18,7 +18,7 @@ import scipy.sparse as sp
 from pydantic import Field
 
 from tastemaker.data.dataset import Dataset
-from tastemaker.models.base import ModelConfig, Recommender
+from tastemaker.models.base import ModelConfig, Recommender, ScoringBatch
 from tastemaker.types import FitOptions
 
 
@@ -48,12 +48,13 @@ class _FactorModel(Recommender):
     _fold_in_alpha = 1.0
     _fold_in_reg = 0.01
 
-    def _score(self, users: np.ndarray, history: sp.csr_matrix, use_user_state: np.ndarray) -> np.ndarray:
-        vectors = np.zeros((len(users), self.item_factors_.shape[1]), dtype=np.float32)
-        vectors[use_user_state] = self.user_factors_[users[use_user_state]]
-        fold = np.flatnonzero(~use_user_state)
+    def _score(self, batch: ScoringBatch) -> np.ndarray:
+        vectors = np.zeros((len(batch), self.item_factors_.shape[1]), dtype=np.float32)
+        state = batch.use_user_state
+        vectors[state] = self.user_factors_[batch.users[state]]
+        fold = np.flatnonzero(~state)
         if len(fold):
-            vectors[fold] = self._fold_in(history[fold])
+            vectors[fold] = self._fold_in(batch.history[fold])
         return vectors @ self.item_factors_.T
 
     def _fold_in(self, history: sp.csr_matrix) -> np.ndarray:

@@ -9,7 +9,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from tastemaker.data.dataset import Dataset
-from tastemaker.models.base import ModelConfig, Recommender
+from tastemaker.models.base import ModelConfig, Recommender, ScoringBatch
 from tastemaker.types import FitOptions
 
 
@@ -26,8 +26,8 @@ class MostPopular(Recommender):
     def _fit(self, dataset: Dataset, options: FitOptions) -> None:
         self.scores_ = self.item_popularity_.astype(np.float32)
 
-    def _score(self, users: np.ndarray, history: sp.csr_matrix, use_user_state: np.ndarray) -> np.ndarray:
-        return np.broadcast_to(self.scores_, (len(users), len(self.scores_))).copy()
+    def _score(self, batch: ScoringBatch) -> np.ndarray:
+        return np.broadcast_to(self.scores_, (len(batch), len(self.scores_))).copy()
 
     def _arrays(self) -> dict[str, np.ndarray]:
         return {"scores": self.scores_}

@@ -63,8 +63,8 @@ class SignedCooccurrence(Recommender):
         x = self.user_items_
         self.cooc_ = (x.T @ x).toarray().astype(np.float32)
 
-    def _score(self, users, history, use_user_state):
-        return self.config.sign * np.asarray(sp.csr_matrix(history) @ self.cooc_, dtype=np.float32)
+    def _score(self, batch):
+        return self.config.sign * np.asarray(sp.csr_matrix(batch.history) @ self.cooc_, dtype=np.float32)
 
     def _arrays(self):
         return {"cooc": self.cooc_}
