@@ -219,6 +219,20 @@ class Dataset:
         pairs = self.interactions[["user", "item"]].drop_duplicates()
         return np.bincount(pairs["item"].to_numpy(), minlength=self.n_items).astype(np.int64)
 
+    def category_matrix(self) -> sp.csr_matrix:
+        """Items x categories, binary (float32): the catalog's ``categories`` as multi-hot rows."""
+        cats = self.catalog["categories"].to_list()
+        lengths = np.fromiter((len(c) for c in cats), dtype=np.int64, count=len(cats))
+        flat = [str(c) for row in cats for c in row]
+        vocab, codes = np.unique(np.asarray(flat, dtype=object), return_inverse=True) if flat else (np.zeros(0), np.zeros(0, np.int64))
+        mat = sp.csr_matrix(
+            (np.ones(len(flat), dtype=np.float32), codes.astype(np.int64), np.concatenate([[0], np.cumsum(lengths)])),
+            shape=(self.n_items, len(vocab)),
+        )
+        mat.sum_duplicates()
+        mat.data[:] = 1.0
+        return mat
+
     def with_interactions(self, interactions: pd.DataFrame) -> Dataset:
         """The same vocabularies and catalog with another (already encoded) interaction table,
         e.g. a training split. Vocabularies never shrink, so codes stay comparable."""

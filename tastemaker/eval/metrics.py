@@ -18,7 +18,8 @@ Beyond accuracy (over all recommended lists):
 * ``coverage@K`` — share of the catalog recommended to anyone;
 * ``novelty@K`` — mean self-information -log2(popularity / n_users) of recommended items;
 * ``diversity@K`` — intra-list diversity: mean pairwise (1 - cosine) between the items of a
-  list, with items represented by their user vectors (or any item feature matrix);
+  list, with items represented by any feature matrix (the protocol uses catalog categories,
+  or each item's vector of users when the catalog has none);
 * ``arp@K`` — average recommended popularity (training users per item);
 * ``gini@K`` — Gini index of how often each catalog item is recommended (0 = even, 1 = one item).
 """
@@ -94,28 +95,38 @@ def gini(topk: np.ndarray, n_items: int) -> float:
     return float(np.sum((2 * index - n_items - 1) * counts) / (n_items * total))
 
 
-def intra_list_diversity(topk: np.ndarray, item_features: sp.csr_matrix, batch: int = 256) -> float:
+def intra_list_diversity(topk: np.ndarray, item_features: sp.csr_matrix, batch: int = 4096) -> float:
     """Mean over lists of the mean pairwise cosine distance between their items.
 
-    ``item_features`` is n_items x d (sparse or dense); rows are L2-normalised here.
-    Lists with fewer than two items are skipped."""
+    ``item_features`` is n_items x d (sparse or dense); rows are L2-normalised here, and an
+    item with no features is at distance 1 from every other. Lists with fewer than two items
+    are skipped.
+
+    Only the within-list similarities are computed: each list's rows get their own copy of
+    the feature space (column = list x d + feature), so the Gram matrix of the stacked rows is
+    block-diagonal, one K x K block per list, and costs no cross-list work."""
     feats = sp.csr_matrix(item_features, dtype=np.float64)
     norms = np.sqrt(np.asarray(feats.multiply(feats).sum(axis=1)).ravel())
-    feats = sp.diags(np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)) @ feats
-    values = []
+    feats = sp.csr_matrix(sp.diags(np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)) @ feats)
+    d = feats.shape[1]
     k = topk.shape[1]
+    values = []
     for start in range(0, topk.shape[0], batch):
         block = topk[start : start + batch]
         b = block.shape[0]
-        valid = block >= 0
-        rows = feats[np.where(valid, block, 0).ravel()]
-        gram = (rows @ rows.T).toarray().reshape(b, k, b, k)
-        sims = gram[np.arange(b), :, np.arange(b), :]  # (b, k, k): each list against itself
-        pair_ok = valid[:, :, None] & valid[:, None, :] & ~np.eye(k, dtype=bool)[None]
-        n_pairs = pair_ok.sum(axis=(1, 2))
-        dist = ((1.0 - sims) * pair_ok).sum(axis=(1, 2))
+        valid = (block >= 0).ravel()
+        rows = feats[np.where(valid, block.ravel(), 0)]
+        rows = sp.csr_matrix(sp.diags(valid.astype(np.float64)) @ rows)  # empty slots: zero rows
+        list_of_row = np.repeat(np.arange(b, dtype=np.int64), k)
+        cols = rows.indices.astype(np.int64) + np.repeat(list_of_row, np.diff(rows.indptr)) * d
+        spread = sp.csr_matrix((rows.data, cols, rows.indptr), shape=(b * k, b * d))
+        gram = spread @ spread.T
+        self_sim = np.asarray(spread.multiply(spread).sum(axis=1)).ravel()
+        off_diagonal = (np.asarray(gram.sum(axis=1)).ravel() - self_sim).reshape(b, k).sum(axis=1)
+        n_valid = valid.reshape(b, k).sum(axis=1)
+        n_pairs = n_valid * (n_valid - 1)
         ok = n_pairs > 0
-        values.append(dist[ok] / n_pairs[ok])
+        values.append((n_pairs[ok] - off_diagonal[ok]) / n_pairs[ok])
     all_values = np.concatenate(values) if values else np.zeros(0)
     return float(all_values.mean()) if len(all_values) else 0.0
 

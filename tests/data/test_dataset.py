@@ -309,3 +309,11 @@ def test_save_and_load_keeps_user_features_and_social(tmp_path):
 def test_load_saved_dataset_refuses_other_directories(tmp_path):
     with pytest.raises(DataError, match="dataset.json"):
         load_saved_dataset(tmp_path)
+
+
+def test_category_matrix_is_multi_hot_in_code_order():
+    events = pd.DataFrame({"user": ["u", "u"], "item": ["a", "b"]})
+    catalog = pd.DataFrame({"item_id": ["a", "b", "c"], "categories": [["x", "y"], ["y", "y"], []]})
+    mat = Dataset.from_frames(events, catalog=catalog).category_matrix()
+    # categories sorted: x -> 0, y -> 1; the repeated "y" of b counts once; c has none
+    assert mat.toarray().tolist() == [[1.0, 1.0], [0.0, 1.0], [0.0, 0.0]]
