@@ -69,10 +69,13 @@ class ItemList:
 class FitOptions:
     """Run options for ``fit``: never part of a model's config.
 
-    ``threads`` caps BLAS/OpenMP threads (on a busy 2-core machine 1 is often fastest).
+    ``threads`` caps BLAS/OpenMP/torch threads (on a busy 2-core machine 1 is often fastest).
+    ``checkpoint`` (neural models): a file to which training state is written after every
+    epoch; a fit given an existing checkpoint resumes from it.
     """
 
     seed: int = 42
     threads: int | None = None
     device: str = "auto"
     progress: bool = True
+    checkpoint: str | None = None
