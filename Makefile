@@ -17,8 +17,10 @@ $(VENV)/.core: $(BIN)/python pyproject.toml
 	$(BIN)/pip install -q -e .
 	touch $@
 
+# PyTorch is pinned to the exact CPU build first: an open range would pull GBs of CUDA.
 $(VENV)/.dev: $(VENV)/.core
-	$(BIN)/pip install -q -e ".[dev]"
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e ".[dev,torch]"
 	touch $@
 
 install: $(VENV)/.core

@@ -204,7 +204,7 @@ def plot(records: list[dict[str, Any]], path: Path) -> None:
 
 
 def main() -> None:
-    from tastemaker.config import DEFAULT_GRIDS, MODELS
+    from tastemaker.config import CLASSICAL, DEFAULT_GRIDS
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="ml-latest-small only, one repeat")
@@ -213,7 +213,7 @@ def main() -> None:
     labels = ["ml-latest-small"] if args.quick else list(DATASETS)
     records: list[dict[str, Any]] = []
     for label in labels:
-        for name in MODELS:
+        for name in CLASSICAL:
             rec = run_model(label, name, DEFAULT_GRIDS[name])
             records.append(rec)
             print(f"{label:16s} {name:12s} NDCG@10={rec['ndcg@10']:.4f} HR@10={rec['hr@10']:.4f} "

@@ -6,20 +6,27 @@ models up by name here.
 
 from __future__ import annotations
 
+import importlib
 import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from tastemaker.models.base import Recommender
-from tastemaker.models.ease import EASE
-from tastemaker.models.itemknn import ItemKNN
-from tastemaker.models.mf import ALS, BPR
-from tastemaker.models.popularity import MostPopular
 
-MODELS: dict[str, type[Recommender]] = {
-    cls.name: cls for cls in (MostPopular, ItemKNN, EASE, ALS, BPR)
+#: name -> "module:Class"; imported on first use, so a model whose extra (torch) is missing
+#: only fails when it is asked for, with an error naming the extra.
+MODELS: dict[str, str] = {
+    "most-popular": "tastemaker.models.popularity:MostPopular",
+    "itemknn": "tastemaker.models.itemknn:ItemKNN",
+    "ease": "tastemaker.models.ease:EASE",
+    "als": "tastemaker.models.mf:ALS",
+    "bpr": "tastemaker.models.mf:BPR",
+    "sasrec": "tastemaker.models.neural.sasrec:SASRec",
+    "two-tower": "tastemaker.models.neural.two_tower:TwoTower",
 }
+CLASSICAL: tuple[str, ...] = ("most-popular", "itemknn", "ease", "als", "bpr")
+NEURAL: tuple[str, ...] = ("sasrec", "two-tower")
 
 #: Grids searched by ``tastemaker evaluate`` on the validation split. Small on purpose: the
 #: values that won on ml-latest-small, ML-100K and Amazon Beauty (benchmarks/RESULTS.md).
@@ -29,15 +36,20 @@ DEFAULT_GRIDS: dict[str, dict[str, list[Any]]] = {
     "ease": {"reg": [50.0, 200.0, 500.0]},
     "als": {"embedding_size": [128], "reg": [1.0, 10.0], "alpha": [5.0, 20.0]},
     "bpr": {"embedding_size": [128], "learning_rate": [0.01, 0.05], "epochs": [100]},
+    # Neural models tune by early stopping on validation inside fit; one configuration each.
+    "sasrec": {"loss": ["ce"]},
+    "two-tower": {},
 }
 
 
 def model_class(name: str) -> type[Recommender]:
     """The model class registered as ``name``; the error lists the valid names."""
     try:
-        return MODELS[name]
+        module, _, cls = MODELS[name].partition(":")
     except KeyError:
         raise ValueError(f"unknown model {name!r}; choose from {', '.join(MODELS)}") from None
+    model: type[Recommender] = getattr(importlib.import_module(module), cls)
+    return model
 
 
 def parse_params(pairs: Sequence[str]) -> dict[str, Any]:
