@@ -77,7 +77,7 @@ def cmd_data_info(args: argparse.Namespace) -> int:
     print(data)
     print(f"  density            {data.n_interactions / max(data.n_users * data.n_items, 1):.6f}")
     print(f"  events per user    min {seq_len.min()}, median {seq_len.median():.0f}, max {seq_len.max()}")
-    print(f"  event types        {dict(inter['event_type'].value_counts())}")
+    print(f"  event types        { {str(k): int(v) for k, v in inter['event_type'].value_counts().items()} }")
     print(f"  value range        {inter['value'].min():g} .. {inter['value'].max():g}")
     print(f"  timestamps         {inter['timestamp'].min()} .. {inter['timestamp'].max()}")
     titled = int((data.catalog["title"] != "").sum())
