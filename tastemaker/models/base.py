@@ -245,6 +245,21 @@ class Recommender(ABC):
             out[start : start + len(resolved)][:, known] = scores[:, codes[known]]
         return out
 
+    # ------------------------------------------------------------------ explanations
+    def item_affinity(self, history: np.ndarray, items: np.ndarray) -> np.ndarray | None:
+        """How strongly each history item (codes) supports each recommended item (codes):
+        shape (len(items), len(history)), larger = more. Explanations use the best one
+        ("because you watched X"). The default is the cosine between the items' vectors when
+        the model has ``item_vectors()``; None when the model cannot say (e.g. popularity)."""
+        vectors_of = getattr(self, "item_vectors", None)
+        if vectors_of is None or len(history) == 0 or len(items) == 0:
+            return None
+        vectors = np.asarray(vectors_of(), dtype=np.float32)
+        a, b = vectors[np.asarray(items)], vectors[np.asarray(history)]
+        a = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
+        b = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
+        return a @ b.T
+
     # ------------------------------------------------------------------ persistence
     @abstractmethod
     def _arrays(self) -> dict[str, np.ndarray]:

@@ -56,6 +56,10 @@ class EASE(Recommender):
     def _score(self, batch: ScoringBatch) -> np.ndarray:
         return np.asarray(batch.history @ self.weights_, dtype=np.float32)
 
+    def item_affinity(self, history: np.ndarray, items: np.ndarray) -> np.ndarray | None:
+        # B[h, i] is exactly history item h's contribution to item i's score
+        return self.weights_[np.ix_(np.asarray(history), np.asarray(items))].T
+
     def _arrays(self) -> dict[str, np.ndarray]:
         return {"weights": self.weights_}
 

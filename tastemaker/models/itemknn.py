@@ -85,6 +85,10 @@ class ItemKNN(Recommender):
     def _score(self, batch: ScoringBatch) -> np.ndarray:
         return (batch.history @ self.similarity_).toarray().astype(np.float32, copy=False)
 
+    def item_affinity(self, history: np.ndarray, items: np.ndarray) -> np.ndarray | None:
+        # S[h, i] is exactly history item h's contribution to item i's score
+        return self.similarity_[np.asarray(history)][:, np.asarray(items)].toarray().T
+
     def _arrays(self) -> dict[str, np.ndarray]:
         s = self.similarity_
         return {"sim_indptr": s.indptr.astype(np.int64), "sim_indices": s.indices.astype(np.int32), "sim_data": s.data}

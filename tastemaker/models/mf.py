@@ -49,13 +49,21 @@ class _FactorModel(Recommender):
     _fold_in_reg = 0.01
 
     def _score(self, batch: ScoringBatch) -> np.ndarray:
+        return self.user_vectors(batch) @ self.item_factors_.T
+
+    def item_vectors(self) -> np.ndarray:
+        """Item factors (n_items x embedding_size), e.g. for an ANN index."""
+        return self.item_factors_
+
+    def user_vectors(self, batch: ScoringBatch) -> np.ndarray:
+        """One vector per query: trained factors, or folded in from the history."""
         vectors = np.zeros((len(batch), self.item_factors_.shape[1]), dtype=np.float32)
         state = batch.use_user_state
         vectors[state] = self.user_factors_[batch.users[state]]
         fold = np.flatnonzero(~state)
         if len(fold):
             vectors[fold] = self._fold_in(batch.history[fold])
-        return vectors @ self.item_factors_.T
+        return vectors
 
     def _fold_in(self, history: sp.csr_matrix) -> np.ndarray:
         items = self.item_factors_.astype(np.float64)

@@ -176,3 +176,16 @@ class RecommenderConformance:
         (path / "manifest.json").write_text(json.dumps(manifest))
         with pytest.raises(ArtifactError, match="schema"):
             load_model(path)
+
+    # ------------------------------------------------------------------ explanations
+    def test_item_affinity_shape(self, fitted) -> None:  # type: ignore[no-untyped-def]
+        affinity = fitted.item_affinity(np.array([0, 2, 4]), np.array([1, 2]))
+        if affinity is None:
+            pytest.skip("model gives no item affinity")
+        assert affinity.shape == (2, 3)
+        assert np.all(np.isfinite(affinity))
+        if self.collaborative and self.checkerboard:
+            # known answer: with history items 1 (odd) and 2 (even), the even item 4 is best
+            # explained by item 2 and the odd item 3 by item 1
+            best = fitted.item_affinity(np.array([1, 2]), np.array([4, 3])).argmax(axis=1)
+            assert best.tolist() == [1, 0]

@@ -166,6 +166,10 @@ class SASRec(Recommender):
             out[rows] = scores.float().cpu().numpy()
         return out
 
+    def item_vectors(self) -> np.ndarray:
+        """The output item embeddings (n_items x embedding_size)."""
+        return self.net_.item_weights().detach().float().cpu().numpy()
+
     def to(self, device: str) -> SASRec:
         """Move the fitted network for inference (e.g. ``model.to("cuda")``)."""
         self.net_.to(resolve_device(device))

@@ -1,0 +1,1 @@
+"""The HTTP service: ``tastemaker serve`` (FastAPI on uvicorn). Needs the ``serve`` extra."""

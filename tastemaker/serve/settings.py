@@ -1,0 +1,97 @@
+"""Service settings: typed, from a TOML file and/or ``TASTEMAKER_*`` environment variables.
+
+Precedence: environment > TOML file > defaults. Nested values in the environment are JSON,
+e.g. ``TASTEMAKER_API_KEYS='[{"name": "app", "sha256": "...", "scopes": ["read"]}]'``.
+
+API keys are given as SHA-256 hashes of the secret (``tastemaker serve --hash-key SECRET``
+prints one), never in clear. With no keys configured the service runs open (every request
+has every scope) and says so in its log: fine on a laptop, never in production.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Scope = Literal["read", "write", "admin"]
+
+
+class ApiKey(BaseModel):
+    """One client: the SHA-256 of its secret, its scopes and its request budget."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    scopes: list[Scope] = ["read"]
+    rate_per_second: float = Field(100.0, gt=0)  # sustained rate; bursts up to `burst`
+    burst: int = Field(200, ge=1)
+
+
+class Variant(BaseModel):
+    """An A/B variant: a share of users and the model version (or "active") that serves them."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    weight: float = Field(gt=0)
+    model_version: str = "active"
+
+
+class Experiment(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    variants: list[Variant] = Field(min_length=2)
+
+
+class TrainingSettings(BaseModel):
+    """What background retraining fits, how often, and the quality floor a new model must pass."""
+
+    model_config = ConfigDict(extra="forbid")
+    model: str = "ease"
+    params: dict[str, Any] = {}
+    interval_seconds: float = Field(0.0, ge=0)  # 0 = only on demand
+    min_ndcg10: float = Field(0.0, ge=0)  # on a leave-one-out holdout of the store's events
+    threads: int | None = 1
+
+
+class Settings(BaseModel):
+    """Everything ``tastemaker serve`` reads."""
+
+    model_config = ConfigDict(extra="forbid")
+    store_url: str = "sqlite:///tastemaker.db"
+    models_dir: Path = Path("models")
+    host: str = "127.0.0.1"
+    port: int = 8000
+    api_keys: list[ApiKey] = []
+    max_request_bytes: int = Field(1_000_000, ge=1024)
+    max_items_per_request: int = Field(10_000, ge=1)
+    max_n: int = Field(1000, ge=1)
+    history_limit: int = Field(200, ge=1)  # recent events read per recommendation request
+    ann_exact_below: int = Field(20_000, ge=0)
+    training: TrainingSettings = TrainingSettings()
+    experiments: list[Experiment] = []
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, env: dict[str, str] | None = None) -> Settings:
+        """Defaults, then the TOML file, then ``TASTEMAKER_<FIELD>`` environment variables."""
+        data: dict[str, Any] = {}
+        if path is not None:
+            data.update(tomllib.loads(Path(path).read_text()))
+        env = dict(os.environ if env is None else env)
+        for name, field in cls.model_fields.items():
+            raw = env.get(f"TASTEMAKER_{name.upper()}")
+            if raw is None:
+                continue
+            simple = field.annotation in (str, int, float, Path)
+            data[name] = raw if simple else json.loads(raw)
+        return cls.model_validate(data)
+
+
+def hash_secret(secret: str) -> str:
+    """What goes in ``ApiKey.sha256`` for a secret."""
+    return hashlib.sha256(secret.encode()).hexdigest()
