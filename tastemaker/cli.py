@@ -180,6 +180,52 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Run the HTTP service (FastAPI on uvicorn)."""
+    from tastemaker.serve.settings import Settings, hash_secret
+
+    if args.hash_key:
+        print(hash_secret(args.hash_key))
+        return 0
+    import uvicorn
+
+    from tastemaker.serve.app import create_app
+    from tastemaker.serve.service import Service
+
+    settings = Settings.load(args.config)
+    overrides = {k: v for k, v in {"host": args.host, "port": args.port, "store_url": args.store,
+                                   "models_dir": args.models_dir}.items() if v is not None}
+    settings = settings.model_copy(update=overrides)
+    if args.seed_dataset:
+        service = Service(settings)
+        try:
+            if service.store.count_events() == 0:
+                from tastemaker.data.loaders import load_dataset
+
+                data = load_dataset(args.seed_dataset)
+                print(f"importing {data} into {settings.store_url} ...", flush=True)
+                service.import_dataset(data)
+            if service.engine.model is None:
+                print(f"training the first model ({settings.training.model}) ...", flush=True)
+                result = service.train()
+                print(f"model {result['version']} active; holdout NDCG@10 {result['metrics'].get('ndcg@10', float('nan')):.4f}")
+        finally:
+            service.close()
+    base = f"http://{settings.host}:{settings.port}"
+    print(
+        f"\nTastemaker is serving on {base}  (OpenAPI docs: {base}/docs)\n"
+        f"  curl {base}/healthz\n"
+        f"  curl '{base}/v1/users/1/recommendations?n=5'\n"
+        f"  curl -X POST {base}/v1/events -H 'content-type: application/json' "
+        f"-d '{{\"user_id\": \"1\", \"item_id\": \"1036\", \"event_type\": \"rating\", \"value\": 5}}'\n"
+        f"  curl -X POST {base}/v1/recommendations -H 'content-type: application/json' -d '{{\"items\": [\"1\", \"260\"], \"n\": 5}}'\n"
+        f"  curl '{base}/v1/items/1/similar?n=5'\n",
+        flush=True,
+    )
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning")
+    return 0
+
+
 # ---------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -235,6 +281,17 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--out", default=None, help="report directory (default reports/<dataset>)")
     common(evaluate)
     evaluate.set_defaults(func=cmd_evaluate)
+
+    serve = sub.add_parser("serve", help="run the HTTP service (needs the serve extra)")
+    serve.add_argument("--config", default=None, help="settings TOML file (TASTEMAKER_* environment variables override it)")
+    serve.add_argument("--host", default=None)
+    serve.add_argument("--port", type=int, default=None)
+    serve.add_argument("--store", default=None, help="sqlite:///path.db (default) or postgresql://...")
+    serve.add_argument("--models-dir", default=None, help="where model versions are kept")
+    serve.add_argument("--seed-dataset", default=None, metavar="NAME",
+                       help="if the store is empty, import this dataset and train a first model")
+    serve.add_argument("--hash-key", default=None, metavar="SECRET", help="print the sha256 to put in api_keys, and exit")
+    serve.set_defaults(func=cmd_serve)
 
     rec = sub.add_parser("recommend", help="top-n items for a user from a saved artifact")
     rec.add_argument("--artifact", required=True, help="artifact directory written by 'train' or 'demo'")

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from tastemaker.models.base import Recommender  # noqa: F401  (re-exported: the main contract)
+if TYPE_CHECKING:  # the main contract lives with its machinery; importing it here would pull pandas/scipy
+    from tastemaker.models.base import Recommender  # noqa: F401
 
 
 @runtime_checkable

@@ -1,0 +1,316 @@
+"""What the service runs: model versions on disk, and the engine that answers requests.
+
+* :class:`ModelRegistry` keeps every trained version under ``models_dir/<version>/`` (an
+  artifact plus ``service.json``: metrics, the last event id it was trained on) and an
+  ``ACTIVE`` pointer replaced atomically. Activation and rollback only move the pointer.
+* :class:`Engine` is one loaded version: the model, an index over its item vectors (when it
+  has them), and the logic that turns a request into an explained list. An engine is never
+  modified after it is built; the service swaps the whole object in one assignment, so a
+  request holds either the old engine or the new one, never a half-loaded mix.
+
+Real time: the model knows what was in its training data; events that arrived later
+(store ids above ``trained_until``) are passed as the query's new history, so the seen item
+is excluded at once and sequential models fold it in, with no retraining.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import re
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tastemaker.artifact import load_model, read_manifest
+from tastemaker.errors import ArtifactError
+from tastemaker.models.base import Recommender
+from tastemaker.protocols import Event, Item, Store
+from tastemaker.types import Query
+
+IMPRESSION = "impression"
+_VERBS = {
+    "rating": "rated", "rated": "rated", "click": "clicked", "purchase": "bought", "buy": "bought",
+    "view": "viewed", "watch": "watched", "play": "played", "like": "liked", "liked": "liked",
+    "cart": "added to your cart",
+}
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    item_id: str
+    score: float
+    source: str
+    reason: str
+    title: str = ""
+
+
+@dataclass(frozen=True)
+class Request:
+    """A recommendation request, after validation."""
+
+    user_id: str | None
+    n: int
+    history: tuple[str, ...] = ()  # anonymous sessions: recent item ids, oldest first
+    categories: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    context: dict[str, Any] = field(default_factory=dict)
+
+
+class ModelRegistry:
+    """Versions under ``root``: ``v0001``, ``v0002``...; ``ACTIVE`` names the served one."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+
+    def versions(self) -> list[dict[str, Any]]:
+        out = []
+        active = self.active()
+        for path in sorted(self.root.glob("v[0-9]*")):
+            if not (path / "manifest.json").is_file():
+                continue  # an interrupted write
+            info = self.info(path.name)
+            out.append(info | {"version": path.name, "active": path.name == active})
+        return out
+
+    def info(self, version: str) -> dict[str, Any]:
+        file = self.root / version / "service.json"
+        return json.loads(file.read_text()) if file.is_file() else {}
+
+    def next_version(self) -> str:
+        numbers = [int(m.group(1)) for p in self.root.glob("v*") if (m := re.fullmatch(r"v(\d+)", p.name))]
+        return f"v{max(numbers, default=0) + 1:04d}"
+
+    def add(self, model: Recommender, info: dict[str, Any]) -> str:
+        """Save ``model`` as a new version (not activated); returns its name."""
+        with self._lock:
+            version = self.next_version()
+            path = model.save(self.root / version)
+        created = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        (path / "service.json").write_text(json.dumps(info | {"created_at": created, "model": model.name}))
+        return version
+
+    def active(self) -> str | None:
+        file = self.root / "ACTIVE"
+        return file.read_text().strip() or None if file.is_file() else None
+
+    def activate(self, version: str) -> None:
+        """Point ``ACTIVE`` at ``version`` (atomic rename); the previous one is remembered."""
+        if not (self.root / version / "manifest.json").is_file():
+            raise ArtifactError(f"no model version {version!r} in {self.root}")
+        read_manifest(self.root / version)
+        with self._lock:
+            previous = self.active()
+            history = self._history()
+            if previous and previous != version:
+                history.append(previous)
+            self._write("HISTORY", json.dumps(history[-50:]))
+            self._write("ACTIVE", version)
+
+    def rollback(self) -> str:
+        """Re-activate the version that was active before the current one."""
+        with self._lock:
+            history = self._history()
+            if not history:
+                raise ArtifactError("nothing to roll back to: no earlier active version")
+            version = history.pop()
+            self._write("HISTORY", json.dumps(history))
+            self._write("ACTIVE", version)
+        return version
+
+    def _history(self) -> list[str]:
+        file = self.root / "HISTORY"
+        return json.loads(file.read_text()) if file.is_file() else []
+
+    def _write(self, name: str, text: str) -> None:
+        tmp = self.root / f".{name}.tmp"
+        tmp.write_text(text)
+        os.replace(tmp, self.root / name)
+
+    def load(self, version: str) -> Engine:
+        info = self.info(version)
+        return Engine(version, load_model(self.root / version), int(info.get("trained_until", 0)))
+
+
+class Engine:
+    """One model version, ready to answer. ``model`` is None for the no-model fallback."""
+
+    def __init__(self, version: str | None, model: Recommender | None, trained_until: int = 0) -> None:
+        self.version = version
+        self.model = model
+        self.trained_until = trained_until
+
+    # ------------------------------------------------------------------ requests
+    def recommend(self, store: Store, request: Request, catalog: CatalogView) -> list[Recommendation]:
+        """The explained top-n for a request; falls back to popular/fresh items and says so."""
+        history = self._history(store, request)
+        recent_ids = [e.event.item_id for e in history]
+        blocked = set(request.exclude) | catalog.unavailable
+        allowed = catalog.with_categories(request.categories) if request.categories else None
+        if self.model is None:
+            return self._fallback(catalog, request, set(recent_ids) | blocked, allowed, "no trained model yet")
+        new_ids = [e.event.item_id for e in history if e.event_id > self.trained_until] if request.user_id else recent_ids
+        query = Query(
+            user=request.user_id,
+            history=new_ids,
+            include=None if allowed is None else sorted(allowed),
+            exclude=sorted(blocked | set(recent_ids)),
+        )
+        (items,) = self.model.recommend([query], n=request.n)
+        if len(items) == 0 or set(items.sources) == {"popular-fallback"}:
+            why = "no history yet" if not recent_ids else "nothing in your history is known to the model"
+            return self._fallback(catalog, request, set(recent_ids) | blocked, allowed, why, items)
+        reasons = self._reasons(items.item_codes, history, catalog)
+        return [
+            Recommendation(str(i), float(s), src, r, catalog.title(str(i)))
+            for i, s, src, r in zip(items.item_ids, items.scores, items.sources, reasons, strict=True)
+        ]
+
+    def similar(self, item_id: str, n: int, catalog: CatalogView) -> list[Recommendation]:
+        """Items like ``item_id`` (a one-item session)."""
+        if self.model is None or item_id not in self.model.items_:
+            same = catalog.with_categories(catalog.categories(item_id)) - {item_id} - catalog.unavailable
+            ranked = sorted(same, key=lambda i: -catalog.popularity.get(i, 0))[:n]
+            return [Recommendation(i, float(catalog.popularity.get(i, 0)), "content", "shares a category", catalog.title(i)) for i in ranked]
+        query = Query(history=[item_id], exclude=sorted(catalog.unavailable | {item_id}))
+        (items,) = self.model.recommend([query], n=n)
+        title = catalog.title(item_id) or item_id
+        return [
+            Recommendation(str(i), float(s), self.model.name, f"similar to {title}", catalog.title(str(i)))
+            for i, s in zip(items.item_ids, items.scores, strict=True)
+        ]
+
+    # ------------------------------------------------------------------ helpers
+    def _history(self, store: Store, request: Request) -> list[StoredEvent]:
+        if request.user_id is None:
+            return [StoredEvent(Event("", i), 0) for i in request.history]
+        events = store.history_with_ids(request.user_id)  # type: ignore[attr-defined]
+        # impressions are what we showed, not what the user did
+        return [StoredEvent(e, i) for i, e in events if e.event_type != IMPRESSION]
+
+    def _reasons(self, codes: np.ndarray, history: list[StoredEvent], catalog: CatalogView) -> list[str]:
+        assert self.model is not None
+        known = [(k, h) for k, h in enumerate(history) if h.event.item_id in self.model.items_]
+        if not known:
+            return ["popular right now"] * len(codes)
+        known = known[-50:]  # the most recent events explain best
+        hist_codes = self.model.items_.encode([h.event.item_id for _, h in known])
+        affinity = self.model.item_affinity(hist_codes, codes)
+        if affinity is None:
+            return ["recommended for you"] * len(codes)
+        reasons = []
+        for row in np.asarray(affinity):
+            _, event = known[int(np.argmax(row))]
+            verb = _VERBS.get(event.event.event_type, "liked")
+            title = catalog.title(event.event.item_id) or event.event.item_id
+            reasons.append(f"because you {verb} {title}")
+        return reasons
+
+    def _fallback(
+        self, catalog: CatalogView, request: Request, blocked: set[str], allowed: set[str] | None, why: str, items: Any = None
+    ) -> list[Recommendation]:
+        """Popular items (and fresh ones), each saying why it is there."""
+        pool = catalog.ranked_by_popularity()
+        out: list[Recommendation] = []
+        for item_id in pool:
+            if item_id in blocked or (allowed is not None and item_id not in allowed):
+                continue
+            count = catalog.popularity.get(item_id, 0)
+            if count > 0:
+                cats = catalog.categories(item_id)
+                where = f" in {request.categories[0]}" if request.categories else (f" in {cats[0]}" if cats else "")
+                reason = f"popular{where} ({why})"
+                source = "popular"
+            else:
+                reason = f"new in the catalog ({why})"
+                source = "fresh"
+            out.append(Recommendation(item_id, float(count), source, reason, catalog.title(item_id)))
+            if len(out) == request.n:
+                break
+        return out
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    event: Event
+    event_id: int
+
+
+class CatalogView:
+    """The catalog as the service needs it in memory: titles, categories, availability and
+    popularity. Updated in place by the item and event endpoints (under a lock)."""
+
+    def __init__(self) -> None:
+        self._titles: dict[str, str] = {}
+        self._categories: dict[str, tuple[str, ...]] = {}
+        self.by_category: dict[str, set[str]] = {}
+        self.unavailable: set[str] = set()
+        self.popularity: dict[str, int] = {}
+        self.created: dict[str, float] = {}
+        self._ranked: list[str] | None = None
+        self._ranked_at = 0.0
+        self.lock = threading.Lock()
+
+    def upsert(self, items: Sequence[Item]) -> None:
+        with self.lock:
+            for item in items:
+                for cat in self._categories.get(item.item_id, ()):
+                    self.by_category.get(cat, set()).discard(item.item_id)
+                self._titles[item.item_id] = item.title
+                self._categories[item.item_id] = tuple(item.categories)
+                for cat in item.categories:
+                    self.by_category.setdefault(cat, set()).add(item.item_id)
+                (self.unavailable.discard if item.available else self.unavailable.add)(item.item_id)
+                self.popularity.setdefault(item.item_id, 0)
+                self.created[item.item_id] = item.created_at
+            self._ranked = None
+
+    def remove(self, item_id: str) -> None:
+        with self.lock:
+            for cat in self._categories.pop(item_id, ()):
+                self.by_category.get(cat, set()).discard(item_id)
+            self._titles.pop(item_id, None)
+            self.popularity.pop(item_id, None)
+            self.unavailable.add(item_id)
+            self._ranked = None
+
+    def set_available(self, item_id: str, available: bool) -> None:
+        with self.lock:
+            (self.unavailable.discard if available else self.unavailable.add)(item_id)
+
+    def count(self, item_ids: Sequence[str]) -> None:
+        with self.lock:
+            for item_id in item_ids:
+                self.popularity[item_id] = self.popularity.get(item_id, 0) + 1
+            # no re-sort here: the fallback order refreshes at most every RERANK_SECONDS
+
+    def title(self, item_id: str) -> str:
+        return self._titles.get(item_id, "")
+
+    def categories(self, item_id: str) -> tuple[str, ...]:
+        return self._categories.get(item_id, ())
+
+    def with_categories(self, categories: Sequence[str]) -> set[str]:
+        out: set[str] = set()
+        for cat in categories:
+            out |= self.by_category.get(cat, set())
+        return out
+
+    RERANK_SECONDS = 5.0
+
+    def ranked_by_popularity(self) -> list[str]:
+        """Most popular first; among items nobody used yet, the newest first."""
+        ranked = self._ranked
+        if ranked is None or time.monotonic() - self._ranked_at > self.RERANK_SECONDS:
+            with self.lock:
+                ranked = sorted(self._titles, key=lambda i: (-self.popularity.get(i, 0), -self.created.get(i, 0.0), i))
+                self._ranked, self._ranked_at = ranked, time.monotonic()
+        return ranked

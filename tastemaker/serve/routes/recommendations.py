@@ -1,0 +1,54 @@
+"""Recommendations for a user, and for an anonymous session."""
+
+from __future__ import annotations
+
+import uuid
+
+from fastapi import APIRouter, Depends, HTTPException, Query
+
+from tastemaker.serve.deps import get_service, require
+from tastemaker.serve.engine import Recommendation, Request
+from tastemaker.serve.schemas import RecommendationOut, RecommendationsOut, SessionIn
+from tastemaker.serve.service import Service
+
+router = APIRouter(prefix="/v1", tags=["recommendations"])
+
+
+def _respond(service: Service, request: Request) -> RecommendationsOut:
+    if request.n > service.settings.max_n:
+        raise HTTPException(422, f"n: at most {service.settings.max_n}")
+    try:
+        items, version, variant, teams = service.recommend(request)
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from None
+    request_id = uuid.uuid4().hex
+    service.log_impressions(request.user_id, request_id, items, variant, teams)
+    return RecommendationsOut(
+        user_id=request.user_id, model_version=version, variant=variant, request_id=request_id,
+        items=[_out(r, teams[k] if teams else None) for k, r in enumerate(items)],
+    )
+
+
+def _out(r: Recommendation, team: str | None) -> RecommendationOut:
+    return RecommendationOut(item_id=r.item_id, title=r.title, score=r.score, source=r.source, reason=r.reason, team=team)
+
+
+@router.get("/users/{user_id}/recommendations", response_model=RecommendationsOut, dependencies=[Depends(require("read"))])
+async def for_user(
+    user_id: str,
+    n: int = Query(10, ge=1, description="how many items"),
+    categories: list[str] = Query([], description="only items in any of these categories (repeatable)"),
+    exclude: list[str] = Query([], description="item ids never to show (repeatable)"),
+    experiment: str | None = Query(None, description="an interleaving experiment to run instead of the A/B split"),
+    service: Service = Depends(get_service),
+) -> RecommendationsOut:
+    context = {"experiment": experiment} if experiment else {}
+    request = Request(user_id, n, categories=tuple(categories), exclude=tuple(exclude), context=context)
+    return _respond(service, request)
+
+
+@router.post("/recommendations", response_model=RecommendationsOut, dependencies=[Depends(require("read"))])
+async def for_session(body: SessionIn, service: Service = Depends(get_service)) -> RecommendationsOut:
+    request = Request(None, body.n, history=tuple(body.items), categories=tuple(body.categories),
+                      exclude=tuple(body.exclude), context=body.context)
+    return _respond(service, request)
