@@ -23,11 +23,22 @@ $(VENV)/.dev: $(VENV)/.core
 	$(BIN)/pip install -q -e ".[dev,torch]"
 	touch $@
 
+$(VENV)/.serve: $(VENV)/.core
+	$(BIN)/pip install -q -e ".[serve]"
+	touch $@
+
 install: $(VENV)/.core
 install-dev: $(VENV)/.dev
 
 demo: $(VENV)/.core
 	$(BIN)/tastemaker demo
+	@echo "\nTo run the HTTP service on the demo data: make serve  (then try the curl lines it prints)"
+
+# The service on the bundled MovieLens: imports it into a SQLite store, trains, serves on :8000.
+serve: $(VENV)/.serve
+	mkdir -p reports/serve
+	$(BIN)/tastemaker serve --seed-dataset movielens-latest-small \
+		--store sqlite:///reports/serve/store.db --models-dir reports/serve/models
 
 # pytest exits 5 when it collected no test: that is a broken suite, not a pass.
 test: $(VENV)/.dev
