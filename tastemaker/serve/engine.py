@@ -32,7 +32,7 @@ from tastemaker.artifact import load_model, read_manifest
 from tastemaker.errors import ArtifactError
 from tastemaker.models.base import Recommender
 from tastemaker.protocols import Event, Item, Store
-from tastemaker.types import Query
+from tastemaker.types import ItemList, Query
 
 IMPRESSION = "impression"
 _VERBS = {
@@ -135,18 +135,29 @@ class ModelRegistry:
         tmp.write_text(text)
         os.replace(tmp, self.root / name)
 
-    def load(self, version: str) -> Engine:
+    def load(self, version: str, exact_below: int = 20_000) -> Engine:
         info = self.info(version)
-        return Engine(version, load_model(self.root / version), int(info.get("trained_until", 0)))
+        return Engine(version, load_model(self.root / version), int(info.get("trained_until", 0)), exact_below)
 
 
 class Engine:
-    """One model version, ready to answer. ``model`` is None for the no-model fallback."""
+    """One model version, ready to answer. ``model`` is None for the no-model fallback.
 
-    def __init__(self, version: str | None, model: Recommender | None, trained_until: int = 0) -> None:
+    A model with user and item vectors (ALS, BPR, two-tower) is served through a vector index
+    over its item vectors: exact search below ``exact_below`` items, FAISS HNSW above
+    (benchmarks/ann.py). Other models, and requests with a category filter, score the whole
+    catalog exactly through ``model.recommend``."""
+
+    def __init__(self, version: str | None, model: Recommender | None, trained_until: int = 0, exact_below: int = 20_000) -> None:
         self.version = version
         self.model = model
         self.trained_until = trained_until
+        self.index = None
+        if model is not None and hasattr(model, "user_vectors") and hasattr(model, "item_vectors"):
+            from tastemaker.index import build_index
+
+            vectors = np.asarray(model.item_vectors(), dtype=np.float32)
+            self.index = build_index(np.arange(len(vectors), dtype=np.int64), vectors, exact_below=exact_below)
 
     # ------------------------------------------------------------------ requests
     def recommend(self, store: Store, request: Request, catalog: CatalogView) -> list[Recommendation]:
@@ -164,7 +175,7 @@ class Engine:
             include=None if allowed is None else sorted(allowed),
             exclude=sorted(blocked | set(recent_ids)),
         )
-        (items,) = self.model.recommend([query], n=request.n)
+        items = self._retrieve(query, request.n)
         if len(items) == 0 or set(items.sources) == {"popular-fallback"}:
             why = "no history yet" if not recent_ids else "nothing in your history is known to the model"
             return self._fallback(catalog, request, set(recent_ids) | blocked, allowed, why, items)
@@ -173,6 +184,25 @@ class Engine:
             Recommendation(str(i), float(s), src, r, catalog.title(str(i)))
             for i, s, src, r in zip(items.item_ids, items.scores, items.sources, reasons, strict=True)
         ]
+
+    def _retrieve(self, query: Query, n: int) -> ItemList:
+        """Through the vector index where there is one and no category filter; else exact."""
+        model = self.model
+        assert model is not None
+        if self.index is None or query.include is not None:
+            (items,) = model.recommend([query], n=n)
+            return items
+        batch = model._resolve([query])
+        if len(batch.history.indices) == 0 and not batch.use_user_state[0]:
+            (items,) = model.recommend([query], n=n)  # nothing to go on: the model's fallback
+            return items
+        user_vector = model.user_vectors(batch)  # type: ignore[attr-defined]
+        seen = batch.history.indices
+        blocked = model.items_.encode(query.exclude, missing="drop")
+        ids, scores = self.index.search(user_vector, n, exclude=[np.union1d(seen, blocked).astype(np.int64)])
+        keep = ids[0] >= 0
+        codes = ids[0][keep].astype(np.int32)
+        return ItemList(model.items_.decode(codes), codes, scores[0][keep], sources=(model.name,) * len(codes))
 
     def similar(self, item_id: str, n: int, catalog: CatalogView) -> list[Recommendation]:
         """Items like ``item_id`` (a one-item session)."""

@@ -55,7 +55,7 @@ class Service:
         self._engines: dict[str, Engine] = {}
         active = self.registry.active()
         if active:
-            self.engine = self.registry.load(active)
+            self.engine = self.registry.load(active, settings.ann_exact_below)
         self._train_lock = threading.Lock()
         self.training: dict[str, Any] = {"state": "idle"}
         self._stop = threading.Event()
@@ -113,7 +113,7 @@ class Service:
         if version in ("active", self.engine.version):
             return self.engine
         if version not in self._engines:
-            self._engines[version] = self.registry.load(version)
+            self._engines[version] = self.registry.load(version, self.settings.ann_exact_below)
         return self._engines[version]
 
     def recommend(self, request: Request) -> tuple[list[Recommendation], str | None, str | None, list[str] | None]:
@@ -228,13 +228,13 @@ class Service:
         return job
 
     def activate(self, version: str) -> None:
-        engine = self.registry.load(version)  # load fully before anyone can see it
+        engine = self.registry.load(version, self.settings.ann_exact_below)  # load fully before anyone can see it
         self.registry.activate(version)
         self.engine = engine  # the swap: one reference assignment
 
     def rollback(self) -> str:
         version = self.registry.rollback()
-        self.engine = self.registry.load(version)
+        self.engine = self.registry.load(version, self.settings.ann_exact_below)
         return version
 
     def status(self) -> dict[str, Any]:

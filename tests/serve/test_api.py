@@ -304,3 +304,18 @@ def test_missing_things_are_404(settings: Settings) -> None:
         assert client.post("/v1/admin/rollback").status_code == 409
         r = client.post("/v1/events", content=b"{not json", headers={"content-type": "application/json"})
         assert r.status_code == 422
+
+
+@pytest.mark.parametrize("exact_below", [0, 20_000], ids=["hnsw", "exact"])
+def test_vector_models_are_served_through_the_index(tmp_path, exact_below) -> None:
+    settings = Settings(store_url=f"sqlite:///{tmp_path / 's.db'}", models_dir=tmp_path / "m", ann_exact_below=exact_below,
+                        training=TrainingSettings(model="als", params={"embedding_size": 8, "reg": 1.0, "alpha": 10.0, "epochs": 30}))
+    with live_server(settings) as client:
+        seed(client)
+        body = client.get("/v1/users/drama-fan-3/recommendations", params={"n": 3}).json()
+        assert [genre_of(i["item_id"]) for i in body["items"]] == ["drama"] * 3
+        assert all(i["source"] == "als" and i["reason"].startswith("because you watched Drama") for i in body["items"])
+        top = body["items"][0]["item_id"]
+        client.post("/v1/events", json={"user_id": "drama-fan-3", "item_id": top, "event_type": "watch"})
+        after = client.get("/v1/users/drama-fan-3/recommendations", params={"n": 3}).json()
+        assert top not in {i["item_id"] for i in after["items"]}  # excluded at once, through the index
