@@ -251,7 +251,8 @@ class _FaissIndex:
         except RuntimeError as error:
             raise ArtifactError(f"{path / INDEX_FILE}: {error}") from None
         if index._index.ntotal != rows or index._index.d != index.dim:
-            raise ArtifactError(f"{path / INDEX_FILE}: {index._index.ntotal} vectors of dimension {index._index.d}, the manifest says {rows} of {index.dim}")
+            found = f"{index._index.ntotal} vectors of dimension {index._index.d}"
+            raise ArtifactError(f"{path / INDEX_FILE}: {found}, the manifest says {rows} of {index.dim}")
         index._ids = load_array(path, "ids", rows).astype(np.int64)
         index._live = load_array(path, "live", rows).astype(np.bool_)
         index._available = load_array(path, "available", rows).astype(np.bool_)

@@ -180,7 +180,8 @@ def read_manifest(path: str | Path, kind: str | None = None) -> dict[str, Any]:
     except (OSError, json.JSONDecodeError) as error:
         raise ArtifactError(f"{file}: not a saved index ({error})") from None
     if manifest.get("format") != FORMAT or manifest.get("version") != FORMAT_VERSION:
-        raise ArtifactError(f"{file}: format {manifest.get('format')!r} v{manifest.get('version')}, expected {FORMAT!r} v{FORMAT_VERSION}")
+        found = f"format {manifest.get('format')!r} v{manifest.get('version')}"
+        raise ArtifactError(f"{file}: {found}, expected {FORMAT!r} v{FORMAT_VERSION}")
     if kind is not None and manifest.get("kind") != kind:
         raise ArtifactError(f"{file}: a {manifest.get('kind')!r} index, expected {kind!r}")
     return manifest

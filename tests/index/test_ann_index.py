@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import importlib.util
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
-pytest.importorskip("faiss")
-
-from tastemaker.errors import ArtifactError  # noqa: E402
-from tastemaker.index import (  # noqa: E402
+from tastemaker.errors import ArtifactError, MissingExtraError
+from tastemaker.index import (
     EXACT_BELOW,
     ExactIndex,
     FaissHNSWIndex,
@@ -17,7 +19,25 @@ from tastemaker.index import (  # noqa: E402
     build_index,
     load_index,
 )
-from tastemaker.testing.index import VectorIndexConformance, clustered_vectors, recall_at_k  # noqa: E402
+from tastemaker.index import ann
+from tastemaker.testing.index import VectorIndexConformance, clustered_vectors, recall_at_k
+
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("faiss") is None, reason="needs the ann extra (faiss-cpu)")
+
+
+def test_importing_the_package_does_not_import_faiss() -> None:
+    code = "import sys, tastemaker.index; print('faiss' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+
+
+def test_missing_faiss_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "faiss", None)
+    ann._faiss.cache_clear()
+    try:
+        with pytest.raises(MissingExtraError, match=r"tastemaker\[ann\]"):
+            FaissHNSWIndex(4).add([1], np.ones((1, 4), dtype=np.float32))
+    finally:
+        ann._faiss.cache_clear()
 
 
 class TestFaissHNSWIndex(VectorIndexConformance):
