@@ -217,7 +217,7 @@ def main() -> None:
     load_rows = []
     for r in records:
         if "p99_ms" in r:
-            ceiling = next(x for x in records if x["dataset"] == r["dataset"] and "healthz" in x["params"]["endpoint"])
+            ceiling = next(x for x in records if x["dataset"] == r["dataset"] and "healthz" in x["params"].get("endpoint", ""))
             load_rows.append([r["dataset"], r["params"]["endpoint"], r["p50_ms"], r["p99_ms"], round(r["req_per_s"]),
                               round(r["events_per_s"]) if "events" in r["params"]["endpoint"] else "-",
                               f"{r['req_per_s'] / ceiling['req_per_s']:.2f}", r["non_2xx"]])

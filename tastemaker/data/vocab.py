@@ -16,6 +16,7 @@ import pandas as pd
 from tastemaker.errors import UnknownIdError
 
 Missing = Literal["error", "drop", "mark"]
+_SMALL = 256  # up to this many ids, encode through a dict
 
 
 class Vocabulary:
@@ -28,7 +29,7 @@ class Vocabulary:
     ['a']
     """
 
-    __slots__ = ("_index", "name")
+    __slots__ = ("_index", "_lookup", "name")
 
     def __init__(self, ids: Iterable[object] = (), name: str = "id") -> None:
         values = pd.Index(normalize_ids(ids), dtype=object)
@@ -36,6 +37,7 @@ class Vocabulary:
             dup = values[values.duplicated()][:5].tolist()
             raise ValueError(f"{name} vocabulary: duplicate ids {dup}")
         self._index = values
+        self._lookup: dict[str, int] | None = None  # built on first small lookup (serving path)
         self.name = name
 
     @classmethod
@@ -47,7 +49,13 @@ class Vocabulary:
         return len(self._index)
 
     def __contains__(self, external_id: object) -> bool:
-        return bool(self._index.get_indexer(normalize_ids([external_id]))[0] >= 0)
+        key = external_id if isinstance(external_id, str) else normalize_ids([external_id])[0]
+        return key in self._dict()
+
+    def _dict(self) -> dict[str, int]:
+        if self._lookup is None:
+            self._lookup = {key: code for code, key in enumerate(self._index)}
+        return self._lookup
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Vocabulary) and self._index.equals(other._index)
@@ -67,7 +75,12 @@ class Vocabulary:
         naming it, ``"mark"`` gives it code -1, ``"drop"`` leaves it out of the result.
         """
         arr = _as_str_array(ids)
-        codes = self._index.get_indexer(arr).astype(np.int32, copy=False)
+        if len(arr) <= _SMALL:
+            # a request's handful of ids: a dict is ~100x faster than building a pandas index
+            lookup = self._dict()
+            codes = np.fromiter((lookup.get(k, -1) for k in arr), dtype=np.int32, count=len(arr))
+        else:
+            codes = self._index.get_indexer(arr).astype(np.int32, copy=False)
         unknown = codes < 0
         if unknown.any():
             if missing == "error":

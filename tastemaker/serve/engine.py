@@ -228,7 +228,9 @@ class Engine:
 
     def _reasons(self, codes: np.ndarray, history: list[StoredEvent], catalog: CatalogView) -> list[str]:
         assert self.model is not None
-        known = [(k, h) for k, h in enumerate(history) if h.event.item_id in self.model.items_]
+        history = history[-200:]
+        codes_of = self.model.items_.encode([h.event.item_id for h in history], missing="mark")
+        known = [(k, h) for k, h in enumerate(history) if codes_of[k] >= 0]
         if not known:
             return ["popular right now"] * len(codes)
         known = known[-50:]  # the most recent events explain best
