@@ -146,22 +146,26 @@ class Recommender(ABC):
         """Queries -> a ScoringBatch."""
         users = self.users_.encode([q.user if q.user is not None else "" for q in queries], missing="mark")
         users = np.where([q.user is None for q in queries], -1, users).astype(np.int32)
-        rows = sp.csr_matrix(sp.diags((users >= 0).astype(np.float32)) @ self.user_items_[np.maximum(users, 0)])
-        rows.eliminate_zeros()  # unknown users: an empty history, not explicit zeros
         extra = [self.items_.encode(q.history, missing="drop") for q in queries]
-        if any(len(e) for e in extra):
-            indptr = np.concatenate([[0], np.cumsum([len(e) for e in extra])])
-            extra_rows = sp.csr_matrix(
-                (np.ones(indptr[-1], dtype=np.float32), np.concatenate(extra), indptr),
-                shape=(len(queries), len(self.items_)),
-            )
-            rows = rows + extra_rows
-            rows.data[:] = 1.0
+        # Each history row = the user's training items (none for unknown users) + new items,
+        # built straight from index arrays: a request is a batch of one, and scipy's general
+        # constructors cost more than the scoring itself there.
+        seen = self.user_items_
+        parts = []
+        for user, new in zip(users, extra, strict=True):
+            known = seen.indices[seen.indptr[user] : seen.indptr[user + 1]] if user >= 0 else np.zeros(0, np.int32)
+            parts.append(np.union1d(known, new) if len(new) else known)
+        indptr = np.zeros(len(parts) + 1, dtype=np.int64)
+        indptr[1:] = np.cumsum([len(p) for p in parts])
+        indices = np.concatenate(parts).astype(np.int32) if parts else np.zeros(0, np.int32)
+        rows = sp.csr_matrix(
+            (np.ones(len(indices), dtype=np.float32), indices, indptr), shape=(len(queries), len(self.items_))
+        )
         use_state = (users >= 0) & np.array([len(e) == 0 for e in extra])
         sequences = None
         if self.sequential:
             sequences = [np.concatenate([self._stored_sequence(u), e]).astype(np.int32) for u, e in zip(users, extra, strict=True)]
-        return ScoringBatch(users, sp.csr_matrix(rows, dtype=np.float32), use_state, sequences)
+        return ScoringBatch(users, rows, use_state, sequences)
 
     def _known_users_batch(self, users: np.ndarray) -> ScoringBatch:
         """A batch of known users with their training histories only."""

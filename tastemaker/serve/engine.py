@@ -228,12 +228,11 @@ class Engine:
 
     def _reasons(self, codes: np.ndarray, history: list[StoredEvent], catalog: CatalogView) -> list[str]:
         assert self.model is not None
-        history = history[-200:]
+        history = history[-50:]  # the most recent events explain best
         codes_of = self.model.items_.encode([h.event.item_id for h in history], missing="mark")
         known = [(k, h) for k, h in enumerate(history) if codes_of[k] >= 0]
         if not known:
             return ["popular right now"] * len(codes)
-        known = known[-50:]  # the most recent events explain best
         hist_codes = self.model.items_.encode([h.event.item_id for _, h in known])
         affinity = self.model.item_affinity(hist_codes, codes)
         if affinity is None:

@@ -232,7 +232,7 @@ class TwoTower(Recommender):
         holdout = holdout_last(dataset.sequences(), cfg.validation_users, rng)
         windows, window_users = _windows(holdout.train, cfg.max_length)
         targets = windows[:, 1:][windows[:, 1:] >= 0]
-        log_q = np.log(np.maximum(np.bincount(targets, minlength=n_items), 1) / max(len(targets), 1)).astype(np.float32)
+        frequency = np.maximum(np.bincount(targets, minlength=n_items), 1) / max(len(targets), 1)
 
         self.category_vocab_ = Vocabulary.from_values(
             [c for cats in dataset.catalog["categories"] for c in cats], name="category"
@@ -248,7 +248,7 @@ class TwoTower(Recommender):
         def batches(epoch_rng: np.random.Generator) -> Iterator[dict[str, torch.Tensor]]:
             for rows in _bucketed(windows, cfg.batch_size, epoch_rng):
                 batch_rows = _shuffle_some(windows[rows], cfg.shuffle_history, epoch_rng)
-                yield _batch(batch_rows, window_users[rows], log_q if cfg.logq_correction else None)
+                yield _batch(batch_rows, window_users[rows], frequency if cfg.logq_correction else None)
 
         def loss(net: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
             vectors = net.encode_items(batch["items"])  # type: ignore[operator]
@@ -479,7 +479,7 @@ def _shuffle_some(rows: np.ndarray, share: float, rng: np.random.Generator) -> n
     return np.take_along_axis(rows, np.argsort(keys, axis=1, kind="stable"), axis=1)
 
 
-def _batch(rows: np.ndarray, users: np.ndarray, log_q: np.ndarray | None) -> dict[str, torch.Tensor]:
+def _batch(rows: np.ndarray, users: np.ndarray, frequency: np.ndarray | None) -> dict[str, torch.Tensor]:
     """Tensors for one batch of windows: the batch's distinct items, each position's input
     (an index into them, -1 = padding), the query positions' positive candidate and the
     candidates (the distinct targets) with their log sampling probability."""
@@ -498,8 +498,9 @@ def _batch(rows: np.ndarray, users: np.ndarray, log_q: np.ndarray | None) -> dic
         "candidates": torch.from_numpy(candidates),
         "positives": torch.from_numpy(positives.astype(np.int64)),
     }
-    if log_q is not None:
-        out["log_q"] = torch.from_numpy(log_q[items[candidates]])
+    if frequency is not None:  # P(item among the candidates) = 1 - (1 - q)^draws, about draws * q
+        q = frequency[items[candidates]]
+        out["log_q"] = torch.from_numpy(np.log(-np.expm1(len(positives) * np.log1p(-q))).astype(np.float32))
     return out
 
 
