@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
+from threadpoolctl import threadpool_limits
+
 from tastemaker.config import model_class
 from tastemaker.data.dataset import Dataset
 from tastemaker.data.splits import leave_one_out
@@ -40,6 +42,8 @@ class TrainingError(TastemakerError):
 class Service:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        # A request is one small matrix-vector product: BLAS threads only add contention.
+        threadpool_limits(settings.threads)
         self.store = open_store(settings.store_url)
         self.registry = ModelRegistry(settings.models_dir)
         self.auth = Authenticator(settings)

@@ -73,6 +73,7 @@ class Settings(BaseModel):
     max_n: int = Field(1000, ge=1)
     history_limit: int = Field(200, ge=1)  # recent events read per recommendation request
     ann_exact_below: int = Field(20_000, ge=0)
+    threads: int = Field(1, ge=1)  # BLAS/OpenMP threads per process: 1 keeps single requests fast
     training: TrainingSettings = TrainingSettings()
     experiments: list[Experiment] = []
 
