@@ -12,9 +12,9 @@ Losses (``loss``):
 * ``"sampled-softmax"`` — softmax over the positive and ``negatives`` uniformly sampled items,
   shared across the batch, accidental hits masked;
 * ``"gbce"`` — gSASRec's generalised BCE (Petrov & Macdonald, RecSys 2023): ``negatives``
-  sampled items and the positive's log-sigmoid scaled by β = α(t(1 - 1/α) + 1/α), α = the
-  negative sampling rate, t = ``gbce_t``, which undoes the overconfidence negative sampling
-  causes.
+  sampled items per position and the positive's log-sigmoid scaled by β = α(t(1 - 1/α) + 1/α),
+  α = the negative sampling rate, t = ``gbce_t``, which undoes the overconfidence negative
+  sampling causes.
 
 Inference is fold-in: any item sequence (a known user's history plus new events, or an
 anonymous session) is encoded on the fly, so new events count without retraining.
@@ -230,13 +230,17 @@ def sequence_loss(net: SASRecNet, inputs: torch.Tensor, targets: torch.Tensor, c
         neg_logits = (h * items[neg]).sum(-1)
         return F.softplus(-pos_logits).mean() + F.softplus(neg_logits).mean()
     k = min(cfg.negatives, max(n_items - 1, 1))
-    neg = torch.randint(0, n_items, (k,), device=h.device)  # shared by the whole batch
-    neg_logits = h @ items[neg].T
-    neg_logits = neg_logits.masked_fill(neg[None, :] == pos[:, None], float("-inf") if cfg.loss == "sampled-softmax" else -1e4)
     if cfg.loss == "sampled-softmax":
+        neg = torch.randint(0, n_items, (k,), device=h.device)  # shared by the whole batch
+        neg_logits = (h @ items[neg].T).masked_fill(neg[None, :] == pos[:, None], float("-inf"))
         logits = torch.cat([pos_logits[:, None], neg_logits], dim=1)
         return F.cross_entropy(logits, torch.zeros(len(pos), dtype=torch.long, device=h.device))
-    # gBCE: -β·log σ(s⁺) - Σ log(1 - σ(s⁻)) = β·softplus(-s⁺) + Σ softplus(s⁻)
+    # gBCE samples k negatives per position, as gSASRec does: shared negatives concentrate
+    # the push-down on a few items a step and collapse the model towards popularity.
+    neg = torch.randint(0, n_items, (len(pos), k), device=h.device)
+    neg_logits = torch.einsum("pd,pkd->pk", h, items[neg]).masked_fill(neg == pos[:, None], -1e4)
+    # -β·log σ(s⁺) - Σ log(1 - σ(s⁻)) = β·softplus(-s⁺) + Σ softplus(s⁻), averaged over the k + 1
+    # terms like gSASRec's BCE over [positive, negatives]
     alpha = k / max(n_items - 1, 1)
     beta = alpha * (cfg.gbce_t * (1.0 - 1.0 / alpha) + 1.0 / alpha)
-    return (beta * F.softplus(-pos_logits) + F.softplus(neg_logits).sum(-1)).mean()
+    return ((beta * F.softplus(-pos_logits) + F.softplus(neg_logits).sum(-1)) / (k + 1)).mean()
