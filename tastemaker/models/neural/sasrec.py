@@ -66,6 +66,7 @@ class SASRecConfig(NeuralConfig):
     loss: Loss = "ce"
     negatives: int = Field(256, ge=1)  # for sampled-softmax and gbce
     gbce_t: float = Field(0.75, ge=0, le=1)
+    tie_embeddings: bool = True  # score with the input item embeddings (the paper) or a separate table
     batch_size: int = Field(128, ge=1)
 
 
@@ -86,6 +87,11 @@ class SASRecNet(nn.Module):
         self.encoder = nn.TransformerEncoder(layer, cfg.blocks, enable_nested_tensor=False)
         self.final_norm = nn.LayerNorm(d)
         self.scale = d**0.5
+        # gSASRec keeps the output embeddings apart: many sampled negatives per position push
+        # their output vectors down, which must not drag the same items' input vectors along.
+        self.output_embedding = None if cfg.tie_embeddings else nn.Embedding(n_items, d)
+        if self.output_embedding is not None:
+            nn.init.normal_(self.output_embedding.weight, std=d**-0.5)
         nn.init.normal_(self.item_embedding.weight, std=d**-0.5)
         with torch.no_grad():
             self.item_embedding.weight[0].zero_()
@@ -101,6 +107,8 @@ class SASRecNet(nn.Module):
 
     def item_weights(self) -> torch.Tensor:
         """Output embeddings of the real items (n_items, d)."""
+        if self.output_embedding is not None:
+            return self.output_embedding.weight
         return self.item_embedding.weight[1:]
 
 
