@@ -1,32 +1,30 @@
 """Two-tower retrieval: a user tower over the recent history (+ user features) and an item
-tower over the item ID + content, both L2-normalised, scored by a dot product.
+tower over the item ID + content, both L2-normalised and scored by a dot product.
 
-* Covington, Adams & Sargin 2016, "Deep Neural Networks for YouTube Recommendations"
-  (RecSys): the user is an encoding of the watch history plus features, trained as extreme
-  multiclass classification of the next item and served by nearest-neighbour search.
+* Covington, Adams & Sargin 2016, "Deep Neural Networks for YouTube Recommendations": the
+  user as an encoding of history and features, trained as extreme multiclass classification
+  of the next item, served by nearest-neighbour search.
 * Yi et al. 2019, "Sampling-Bias-Corrected Neural Modeling for Large Corpus Item
-  Recommendations" (RecSys): normalised towers with a temperature, trained by a softmax over
-  in-batch negatives with the **logQ correction** ``logit(u, j) - log q_j``, where ``q_j`` is
-  the probability that item j is sampled as a negative (its frequency among training
-  targets); without it popular items are over-penalised.
-* ID dropout (as in DropoutNet, Volkovs et al. 2017): the item ID embedding is dropped for a
-  fraction ``id_dropout`` of items in each batch, so the content-only path is trained too.
-  Items without training interactions (and items added later with :meth:`TwoTower.add_items`)
-  are encoded from content alone: categories (an ``EmbeddingBag``) and, when the catalog has a
-  ``text_vector`` column of equal-length vectors, a projection of it.
+  Recommendations": normalised towers, a temperature, in-batch negatives and the **logQ
+  correction** ``logit(u, j) - log Q(j)``, Q(j) being the chance that item j is a candidate.
+  Our candidates are a batch's *distinct* targets, so Q(j) = 1 - (1 - q_j)^P for P target
+  draws, q_j = j's share of the training targets (≈ P·q_j: Yi et al.'s log q_j plus a
+  constant, except for the most popular items; TensorFlow's sampled softmax does the same).
+* ID dropout (as in DropoutNet, Volkovs et al. 2017): a share ``id_dropout`` of a batch's items
+  lose their ID embedding, so the content path learns alone too (user feature values are
+  dropped likewise, which trains the "unknown" slot). Items without training events, and
+  those added by :meth:`TwoTower.add_items`, are encoded from content alone: categories (an
+  ``EmbeddingBag``) and the catalog's optional ``text_vector`` column (equal-length vectors).
 
-Training: every position of every training sequence is an example (the prefix up to it
-predicts the next item). Sequences are right-padded with a causal mask, so one pass over a
-window of ``max_length + 1`` items yields all its prefixes at once (longer sequences are cut
-into windows from the end). A batch's negatives are its distinct target items, so no item is
-both a row's positive and a negative (accidental hits are masked in general in
-:func:`sampled_softmax_loss`). Validation: the held-out last item of a user sample
-(``holdout_last``), full-catalog NDCG@10, early stopping with ``patience``.
+Training: each position of each training sequence is an example (its prefix predicts the
+next item); with right-padding and a causal mask one pass over a window of ``max_length + 1``
+items gives all its prefixes (longer sequences are cut into windows from the end).
+``shuffle_history`` puts a share of the windows in random order, so the history also counts
+as a set. Validation: ``holdout_last``, full-catalog NDCG@10, early stopping (``patience``).
 
-Serving: :meth:`TwoTower.item_vectors` (n_items x d, L2-normalised float32, cached after
-fit/load) can feed an ANN index; a query's vector comes from its time-ordered history, so any
-history folds in without retraining; scores are ``user_vectors @ item_vectors.T``, one
-bounded query batch at a time.
+Serving: :meth:`TwoTower.item_vectors` (cached after fit/load) can feed an ANN index; a query's
+vector comes from its time-ordered history, so any history folds in without retraining; scores
+are ``user_vectors @ item_vectors.T``, one bounded query batch at a time.
 """
 
 from __future__ import annotations
@@ -43,29 +41,20 @@ from pydantic import Field, model_validator
 from tastemaker.data.dataset import Dataset, to_pandas
 from tastemaker.data.vocab import Vocabulary, normalize_ids
 from tastemaker.models.base import Recommender, ScoringBatch
-from tastemaker.models.neural.train import (
-    NeuralConfig,
-    TrainResult,
-    arrays_to_state,
-    fit_module,
-    holdout_last,
-    ndcg_at_10,
-    resolve_device,
-    seed_everything,
-    state_to_arrays,
-)
+from tastemaker.models.neural.train import NeuralConfig, TrainResult, arrays_to_state, fit_module, holdout_last
+from tastemaker.models.neural.train import ndcg_at_10, resolve_device, seed_everything, state_to_arrays
 from tastemaker.types import FitOptions
 
 import torch  # noqa: E402  (after train.py, which names the missing extra)
 import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
-ITEM_CHUNK = 65536  # items encoded at once by the item tower outside training
+ITEM_CHUNK = 65536  # items encoded at once outside training
 
 
 class TwoTowerConfig(NeuralConfig):
     """Architecture and loss; training settings come from :class:`NeuralConfig`.
-    ``batch_size`` counts sequence windows (each holds up to ``max_length`` examples)."""
+    ``batch_size`` counts windows (each gives up to ``max_length`` examples)."""
 
     embedding_size: int = Field(64, ge=1)
     max_length: int = Field(50, ge=1)
@@ -76,10 +65,11 @@ class TwoTowerConfig(NeuralConfig):
     id_dropout: float = Field(0.1, ge=0, le=1)
     logq_correction: bool = True
     shuffle_history: float = Field(0.0, ge=0, le=1)  # share of training windows put in random order
-    user_features: bool = True  # use the categorical columns of dataset.user_features
+    user_features: bool = True  # embed the categorical columns of dataset.user_features
     epochs: int = Field(100, ge=1)
-    batch_size: int = Field(512, ge=1)
-    patience: int = Field(3, ge=0)
+    batch_size: int = Field(128, ge=1)
+    learning_rate: float = Field(3e-3, gt=0)
+    patience: int = Field(10, ge=0)  # dense data (ml-100k) can sit ~12 epochs at popularity level first
 
     @model_validator(mode="after")
     def _heads_divide(self) -> TwoTowerConfig:
@@ -96,14 +86,14 @@ def sampled_softmax_loss(
     log_q: torch.Tensor | None,
     temperature: float,
 ) -> torch.Tensor:
-    """In-batch sampled softmax (Yi et al. 2019, eqs. 3-5).
+    """In-batch sampled softmax with the logQ correction (Yi et al. 2019, eqs. 3-5).
 
-    ``queries`` (P, d) and ``candidates`` (C, d) are vectors, ``positives`` (P,) the column of
-    each query's positive, ``candidate_items`` (C,) the item of each column and ``log_q`` (C,)
-    the log sampling probability of each column's item (None: no correction). Logits are
-    ``q·c / temperature - log_q``; a column holding a query's positive item other than its own
-    positive column (an accidental hit) is masked out (``candidate_items`` None: the
-    candidates are distinct items, so there are none)."""
+    ``queries`` (P, d) and ``candidates`` (C, d) are vectors, ``positives`` (P,) each query's
+    positive column, ``candidate_items`` (C,) the item in each column and ``log_q`` (C,) the log
+    sampling probability of each column (None: no correction). Logits are
+    ``q·c / temperature - log_q``; a column that holds a query's positive item but is not its
+    positive column (an accidental hit) is masked (``candidate_items`` None: the candidates are
+    distinct items, so there are none)."""
     logits = queries @ candidates.T / temperature
     if log_q is not None:
         logits = logits - log_q[None, :]
@@ -115,8 +105,8 @@ def sampled_softmax_loss(
 
 
 class TwoTowerNet(nn.Module):
-    """The two towers. Item content (and user feature codes) are non-persistent buffers, so
-    they move with the module but are stored in the artifact as plain arrays."""
+    """Both towers. Item content and user feature codes are non-persistent buffers: they move
+    with the module, and the artifact stores them as plain arrays."""
 
     def __init__(self, n_id_items: int, n_categories: int, text_size: int, feature_sizes: list[int], cfg: TwoTowerConfig) -> None:
         super().__init__()
@@ -125,33 +115,26 @@ class TwoTowerNet(nn.Module):
         self.id_embedding = nn.Embedding(max(n_id_items, 1), d)
         self.category_bag = nn.EmbeddingBag(max(n_categories, 1), d, mode="mean")
         self.text_projection = nn.Linear(text_size, d) if text_size else None
-        parts = 2 + (1 if text_size else 0)
-        self.item_mlp = nn.Sequential(nn.Linear(parts * d, d), nn.GELU(), nn.Linear(d, d))
+        self.item_mlp = nn.Sequential(nn.Linear((3 if text_size else 2) * d, d), nn.GELU(), nn.Linear(d, d))
         self.features = nn.ModuleList(nn.Embedding(size + 1, d, padding_idx=0) for size in feature_sizes)
         self.attention = cfg.user_encoder == "attention"
         self.position_embedding = nn.Embedding(cfg.max_length, d)
         self.dropout = nn.Dropout(cfg.dropout)
-        self.encoder = nn.TransformerEncoderLayer(
-            d, cfg.heads, dim_feedforward=d, dropout=cfg.dropout, batch_first=True, norm_first=True
-        )
+        self.encoder = nn.TransformerEncoderLayer(d, cfg.heads, d, cfg.dropout, batch_first=True, norm_first=True)
         self.final_norm = nn.LayerNorm(d)
         self.user_mlp = nn.Sequential(nn.Linear(d * (2 if feature_sizes else 1), d), nn.GELU(), nn.Linear(d, d))
         for table in (self.id_embedding.weight, self.category_bag.weight, self.position_embedding.weight):
             nn.init.normal_(table, std=d**-0.5)
-        empty = torch.zeros(0, dtype=torch.long)
-        self.register_buffer("category_indptr", torch.zeros(1, dtype=torch.long), persistent=False)
-        self.register_buffer("category_indices", empty, persistent=False)
-        self.register_buffer("text", torch.zeros(0, text_size), persistent=False)
-        self.register_buffer("has_id", torch.zeros(0, dtype=torch.bool), persistent=False)
-        self.register_buffer("user_codes", torch.zeros(0, len(feature_sizes), dtype=torch.long), persistent=False)
+        self.set_content(
+            {"category_indptr": np.zeros(1), "category_indices": np.zeros(0), "text": np.zeros((0, text_size)), "has_id": np.zeros(0)},
+            np.zeros((0, len(feature_sizes))),
+        )
 
     def set_content(self, content: dict[str, np.ndarray], user_codes: np.ndarray) -> None:
         device = self.id_embedding.weight.device
-        self.category_indptr = torch.as_tensor(content["category_indptr"], dtype=torch.long, device=device)
-        self.category_indices = torch.as_tensor(content["category_indices"], dtype=torch.long, device=device)
-        self.text = torch.as_tensor(content["text"], dtype=torch.float32, device=device)
-        self.has_id = torch.as_tensor(content["has_id"], dtype=torch.bool, device=device)
-        self.user_codes = torch.as_tensor(user_codes, dtype=torch.long, device=device)
+        for name, dtype in (("category_indptr", torch.long), ("category_indices", torch.long), ("text", torch.float32), ("has_id", torch.bool)):
+            self.register_buffer(name, torch.as_tensor(content[name], dtype=dtype, device=device), persistent=False)
+        self.register_buffer("user_codes", torch.as_tensor(user_codes, dtype=torch.long, device=device), persistent=False)
 
     # ------------------------------------------------------------------ item tower
     def encode_items(self, items: torch.Tensor) -> torch.Tensor:
@@ -166,31 +149,38 @@ class TwoTowerNet(nn.Module):
         offsets = torch.cumsum(counts, 0) - counts
         within = torch.arange(int(counts.sum()), device=items.device) - torch.repeat_interleave(offsets, counts)
         flat = self.category_indices[torch.repeat_interleave(starts, counts) + within]
-        parts.append(self.category_bag(flat, offsets))  # an item without categories: zeros
+        parts.append(self.category_bag(flat, offsets))  # no categories: zeros
         if self.text_projection is not None:
             parts.append(self.text_projection(self.text[items]))
-        return F.normalize(self.item_mlp(torch.cat(parts, dim=1)), dim=-1)
+        inputs = torch.cat(parts, dim=1)
+        known = inputs.ne(0).any(dim=1, keepdim=True)  # an item with nothing to go on: a zero vector
+        return F.normalize(sum(parts) + self.item_mlp(inputs), dim=-1) * known  # type: ignore[arg-type]
+
+    def all_item_vectors(self, n_items: int) -> torch.Tensor:
+        device = self.id_embedding.weight.device
+        chunks = [torch.arange(s, min(s + ITEM_CHUNK, n_items), device=device) for s in range(0, n_items, ITEM_CHUNK)]
+        return torch.cat([self.encode_items(c) for c in chunks]) if chunks else torch.zeros(0, self.id_embedding.embedding_dim, device=device)
 
     # ------------------------------------------------------------------ user tower
     def encode_users(self, history: torch.Tensor, users: torch.Tensor) -> torch.Tensor:
         """History item vectors (B, L, d), right-padded with zeros, and user codes (B,) (-1 =
-        unknown) -> a normalised user vector after every prefix (B, L, d)."""
+        unknown) -> the normalised user vector after every prefix (B, L, d)."""
         length = history.shape[1]
         if self.attention:
-            positions = torch.arange(length, device=history.device)
-            x = self.dropout(history + self.position_embedding(positions)[None])
+            x = self.dropout(history + self.position_embedding(torch.arange(length, device=history.device))[None])
             mask = nn.Transformer.generate_square_subsequent_mask(length, device=x.device, dtype=x.dtype)
             x = self.final_norm(self.encoder(x, src_mask=mask, is_causal=True))
         else:
             counts = torch.arange(1, length + 1, device=history.device, dtype=history.dtype)
             x = history.cumsum(dim=1) / counts[None, :, None]
+        h = x
         if len(self.features):
             codes = self.user_codes[users.clamp(min=0)] * (users >= 0)[:, None]
-            if self.training and self.id_dropout > 0:  # train the "unknown" slot too
+            if self.training and self.id_dropout > 0:
                 codes = codes * (torch.rand(codes.shape, device=codes.device) >= self.id_dropout)
-            feats = sum(emb(codes[:, k]) for k, emb in enumerate(self.features))
-            x = torch.cat([x, feats[:, None, :].expand(-1, length, -1)], dim=-1)  # type: ignore[union-attr]
-        return F.normalize(self.user_mlp(x), dim=-1)
+            feats = torch.stack([emb(codes[:, k]) for k, emb in enumerate(self.features)]).sum(dim=0)
+            h = torch.cat([x, feats[:, None, :].expand(-1, length, -1)], dim=-1)
+        return F.normalize(x + self.user_mlp(h), dim=-1)
 
     def user_vectors(self, table: torch.Tensor, sequences: list[np.ndarray], users: torch.Tensor, max_length: int) -> torch.Tensor:
         """One vector per sequence (its last ``max_length`` items), from item vectors ``table``."""
@@ -198,13 +188,6 @@ class TwoTowerNet(nn.Module):
         history = table[codes.clamp(min=0)] * (codes >= 0)[..., None].to(table.dtype)
         states = self.encode_users(history, users)
         return states[torch.arange(len(sequences), device=table.device), (lengths - 1).clamp(min=0)]
-
-    def all_item_vectors(self, n_items: int) -> torch.Tensor:
-        device = self.id_embedding.weight.device
-        return torch.cat([
-            self.encode_items(torch.arange(s, min(s + ITEM_CHUNK, n_items), device=device))
-            for s in range(0, n_items, ITEM_CHUNK)
-        ]) if n_items else torch.zeros(0, self.id_embedding.embedding_dim, device=device)
 
 
 class TwoTower(Recommender):
@@ -222,33 +205,28 @@ class TwoTower(Recommender):
     content_: dict[str, np.ndarray]  # category_indptr/indices (CSR), text (n x t), has_id
     user_feature_codes_: np.ndarray  # (n_users, n_features), 0 = unknown value
     item_vectors_: np.ndarray
-    item_table_: torch.Tensor  # the same vectors as a tensor on the user tower's device
+    item_table_: torch.Tensor  # the same vectors, on the user tower's device
 
     # ------------------------------------------------------------------ training
     def _fit(self, dataset: Dataset, options: FitOptions) -> None:
         cfg = self.config
         n_items = dataset.n_items
-        rng = np.random.default_rng(options.seed)
-        holdout = holdout_last(dataset.sequences(), cfg.validation_users, rng)
+        holdout = holdout_last(dataset.sequences(), cfg.validation_users, np.random.default_rng(options.seed))
         windows, window_users = _windows(holdout.train, cfg.max_length)
         targets = windows[:, 1:][windows[:, 1:] >= 0]
         frequency = np.maximum(np.bincount(targets, minlength=n_items), 1) / max(len(targets), 1)
-
-        self.category_vocab_ = Vocabulary.from_values(
-            [c for cats in dataset.catalog["categories"] for c in cats], name="category"
-        )
+        self.category_vocab_ = Vocabulary.from_values(itertools.chain.from_iterable(dataset.catalog["categories"]), name="category")
         self.content_ = _item_content(dataset.catalog, self.category_vocab_, None)
         self.content_["has_id"] = np.bincount(windows[windows >= 0], minlength=n_items) > 0
         self.user_feature_codes_, sizes = _user_features(dataset, cfg.user_features)
-        seed_everything(options.seed)
+        seed_everything(options.seed)  # the initial weights too
         self.net_ = TwoTowerNet(n_items, len(self.category_vocab_), self.content_["text"].shape[1], sizes, cfg)
         self.net_.set_content(self.content_, self.user_feature_codes_)
-        n_batches = -(-len(windows) // cfg.batch_size)
 
-        def batches(epoch_rng: np.random.Generator) -> Iterator[dict[str, torch.Tensor]]:
-            for rows in _bucketed(windows, cfg.batch_size, epoch_rng):
-                batch_rows = _shuffle_some(windows[rows], cfg.shuffle_history, epoch_rng)
-                yield _batch(batch_rows, window_users[rows], frequency if cfg.logq_correction else None)
+        def batches(rng: np.random.Generator) -> Iterator[dict[str, torch.Tensor]]:
+            for rows in _bucketed(windows, cfg.batch_size, rng):
+                ordered = _shuffle_some(windows[rows], cfg.shuffle_history, rng)
+                yield _batch(ordered, window_users[rows], frequency if cfg.logq_correction else None)
 
         def loss(net: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
             vectors = net.encode_items(batch["items"])  # type: ignore[operator]
@@ -256,16 +234,13 @@ class TwoTower(Recommender):
             history = vectors[inputs.clamp(min=0)] * (inputs >= 0)[..., None].to(vectors.dtype)
             states = net.encode_users(history, batch["users"])  # type: ignore[operator]
             queries = states[batch["target_index"] >= 0]
-            candidates = batch["candidates"]
-            return sampled_softmax_loss(
-                queries, vectors[candidates], batch["positives"], None, batch.get("log_q"), cfg.temperature
-            )
+            candidates = vectors[batch["candidates"]]
+            return sampled_softmax_loss(queries, candidates, batch["positives"], None, batch.get("log_q"), cfg.temperature)
 
         validate = None
         if len(holdout.users):
             histories = [holdout.train[u] for u in holdout.users]
-            users = torch.as_tensor(holdout.users)
-            heldout = torch.as_tensor(holdout.targets)
+            users, heldout = torch.as_tensor(holdout.users), torch.as_tensor(holdout.targets)
 
             def validate(net: nn.Module) -> float:
                 table = net.all_item_vectors(n_items)  # type: ignore[operator]
@@ -276,8 +251,9 @@ class TwoTower(Recommender):
                 ])
                 return ndcg_at_10(scores, heldout.to(table.device), histories)
 
+        steps = -(-len(windows) // cfg.batch_size)
         self.train_result_ = fit_module(
-            self.net_, batches, loss, cfg, options, validate=validate, steps_per_epoch=n_batches, desc="two-tower"
+            self.net_, batches, loss, cfg, options, validate=validate, steps_per_epoch=steps, desc="two-tower"
         )
         self.net_.to("cpu")
         self._refresh_item_vectors()
@@ -286,9 +262,8 @@ class TwoTower(Recommender):
     def _refresh_item_vectors(self) -> None:
         self.net_.eval()
         with torch.inference_mode():
-            table = self.net_.all_item_vectors(len(self.items_))
-        self.item_table_ = table
-        self.item_vectors_ = table.float().cpu().numpy()
+            self.item_table_ = self.net_.all_item_vectors(len(self.items_))
+        self.item_vectors_ = self.item_table_.float().cpu().numpy()
 
     def item_vectors(self) -> np.ndarray:
         """(n_items, embedding_size) L2-normalised float32 item vectors, e.g. for an ANN index
@@ -299,11 +274,10 @@ class TwoTower(Recommender):
         return view
 
     def user_vectors(self, batch: ScoringBatch) -> np.ndarray:
-        """(len(batch), embedding_size) L2-normalised query vectors; zeros for an empty history
-        (the base class then falls back to popularity)."""
+        """(len(batch), embedding_size) L2-normalised query vectors; zeros for an empty history."""
         self._check_fitted()
         sequences = batch.sequences
-        if sequences is None:  # a batch built without order: use the history rows as they come
+        if sequences is None:  # a batch built without order: take the history rows as they are
             h = batch.history
             sequences = [h.indices[h.indptr[i] : h.indptr[i + 1]] for i in range(len(batch))]
         out = np.zeros((len(batch), self.item_vectors_.shape[1]), dtype=np.float32)
@@ -319,7 +293,7 @@ class TwoTower(Recommender):
     def _score(self, batch: ScoringBatch) -> np.ndarray:
         vectors = self.user_vectors(batch)
         scores = vectors @ self.item_vectors_.T
-        scores[~vectors.any(axis=1)] = self.item_popularity_  # e.g. a known user with no events
+        scores[~vectors.any(axis=1)] = self.item_popularity_  # e.g. a known user without events
         return scores
 
     def to(self, device: str) -> TwoTower:
@@ -331,54 +305,44 @@ class TwoTower(Recommender):
 
     # ------------------------------------------------------------------ new items
     def add_items(self, catalog: Any) -> None:
-        """Append the catalog rows whose ``item_id`` is new, encoded from content alone
-        (``categories``, ``text_vector``; unknown categories are ignored). Known ids are left as
-        they are. The new items have no interactions and popularity 0."""
+        """Append the catalog rows (``item_id``, optional ``title``, ``categories``,
+        ``text_vector``) whose id is new, encoded from content alone (unknown categories are
+        ignored); known ids are left as they are. New items have no events and popularity 0."""
         self._check_fitted()
         frame = to_pandas(catalog)
-        frame = frame.rename(columns={"item": "item_id"}) if "item_id" not in frame.columns else frame
+        frame = frame if "item_id" in frame.columns else frame.rename(columns={"item": "item_id"})
         frame = frame.assign(item_id=normalize_ids(frame["item_id"])).drop_duplicates("item_id")
         frame = frame[self.items_.encode(frame["item_id"], missing="mark") < 0].reset_index(drop=True)
-        if not len(frame):
-            return
         n_old, n_new = len(self.items_), len(frame)
-        if "categories" not in frame.columns:
-            frame["categories"] = [[] for _ in range(n_new)]
-        frame["categories"] = [list(c) if isinstance(c, list | tuple | np.ndarray) else [] for c in frame["categories"]]
+        if not n_new:
+            return
         new = _item_content(frame, self.category_vocab_, self.content_["text"].shape[1])
-        old = self.content_
-        self.content_ = {
-            "category_indptr": np.concatenate([old["category_indptr"], old["category_indptr"][-1] + new["category_indptr"][1:]]),
-            "category_indices": np.concatenate([old["category_indices"], new["category_indices"]]),
-            "text": np.concatenate([old["text"], new["text"]]),
-            "has_id": np.concatenate([old["has_id"], np.zeros(n_new, dtype=bool)]),
-        }
+        new["category_indptr"] = self.content_["category_indptr"][-1] + new["category_indptr"][1:]
+        new["has_id"] = np.zeros(n_new, dtype=bool)
+        self.content_ = {k: np.concatenate([v, new[k]]) for k, v in self.content_.items()}
         self.items_ = self.items_.extend(frame["item_id"])
-        titles = frame["title"].fillna("").astype(str) if "title" in frame.columns else pd.Series([""] * n_new)
-        self.item_titles_ = np.concatenate([self.item_titles_, titles.to_numpy(dtype=object).astype(str)])
+        titles = frame["title"].fillna("").astype(str).to_numpy(dtype=object) if "title" in frame.columns else np.full(n_new, "")
+        self.item_titles_ = np.concatenate([self.item_titles_, titles.astype(str)])
         self.item_popularity_ = np.concatenate([self.item_popularity_, np.zeros(n_new, dtype=np.int64)])
         seen = self.user_items_
         self.user_items_ = sp.csr_matrix((seen.data, seen.indices, seen.indptr), shape=(seen.shape[0], n_old + n_new))
         self.net_.set_content(self.content_, self.user_feature_codes_)
         self.net_.eval()
+        device = self.item_table_.device
         with torch.inference_mode():
-            device = self.item_table_.device
-            added = torch.cat([
-                self.net_.encode_items(torch.arange(s, min(s + ITEM_CHUNK, n_old + n_new), device=device))
-                for s in range(n_old, n_old + n_new, ITEM_CHUNK)
-            ])
+            chunks = [torch.arange(s, min(s + ITEM_CHUNK, n_old + n_new), device=device) for s in range(n_old, n_old + n_new, ITEM_CHUNK)]
+            added = torch.cat([self.net_.encode_items(c) for c in chunks])
         self.item_table_ = torch.cat([self.item_table_, added])
         self.item_vectors_ = np.concatenate([self.item_vectors_, added.float().cpu().numpy()])
 
     # ------------------------------------------------------------------ persistence
     def _arrays(self) -> dict[str, np.ndarray]:
-        sizes = np.array([emb.num_embeddings - 1 for emb in self.net_.features], dtype=np.int64)
         return {
             **state_to_arrays(self.net_),
             **{f"content.{k}": v for k, v in self.content_.items()},
             "category_ids": self.category_vocab_.ids.astype(str),
             "user_feature_codes": self.user_feature_codes_,
-            "user_feature_sizes": sizes,
+            "user_feature_sizes": np.array([emb.num_embeddings - 1 for emb in self.net_.features], dtype=np.int64),
         }
 
     def _set_arrays(self, arrays: dict[str, np.ndarray]) -> None:
@@ -396,14 +360,14 @@ class TwoTower(Recommender):
 
 # ---------------------------------------------------------------------- features and batches
 def _item_content(catalog: pd.DataFrame, categories: Vocabulary, text_size: int | None) -> dict[str, np.ndarray]:
-    """Category CSR (codes of known categories) and the text matrix (zeros where absent; with
-    ``text_size`` None its width comes from the catalog's ``text_vector`` column, 0 if none)."""
-    lists = list(catalog["categories"])
+    """Category CSR (codes of known categories) and the text matrix, zeros where a row has no
+    vector (``text_size`` None: the width of the ``text_vector`` column, 0 without one)."""
+    column = catalog["categories"] if "categories" in catalog.columns else [()] * len(catalog)
+    lists = [c if isinstance(c, list | tuple | np.ndarray) else () for c in column]
     lengths = np.fromiter(map(len, lists), dtype=np.int64, count=len(lists))
     codes = categories.encode(list(itertools.chain.from_iterable(lists)), missing="mark").astype(np.int64)
     rows = np.repeat(np.arange(len(lists)), lengths)[codes >= 0]
     indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=len(lists)))]).astype(np.int64)
-    indices = codes[codes >= 0]
     vectors = list(catalog["text_vector"]) if "text_vector" in catalog.columns else []
     present = [v is not None and np.ndim(v) == 1 and len(v) > 0 for v in vectors]
     if text_size is None:
@@ -411,58 +375,50 @@ def _item_content(catalog: pd.DataFrame, categories: Vocabulary, text_size: int 
     text = np.zeros((len(catalog), text_size), dtype=np.float32)
     for row in np.flatnonzero(present) if text_size else []:
         text[row] = np.asarray(vectors[row], dtype=np.float32)
-    return {"category_indptr": indptr, "category_indices": indices, "text": text}
+    return {"category_indptr": indptr, "category_indices": codes[codes >= 0], "text": text}
 
 
 def _user_features(dataset: Dataset, enabled: bool) -> tuple[np.ndarray, list[int]]:
-    """Codes (n_users, n_columns) of the categorical user feature columns, 0 = unknown, and
+    """Codes (n_users, n_columns) of the categorical user feature columns (0 = unknown) and
     each column's number of values. A column is categorical when it is not float and has at
     most half as many distinct values as rows (so ids and zip codes are left out)."""
     frame = dataset.user_features
-    if not enabled or frame is None or not len(frame):
-        return np.zeros((dataset.n_users, 0), dtype=np.int64), []
     columns, sizes = [], []
-    users = frame["user"].to_numpy()
-    for name in frame.columns:
+    for name in frame.columns if enabled and frame is not None else []:
         col = frame[name]
         if name in ("user", "user_id") or pd.api.types.is_float_dtype(col):
             continue
         values = col.astype(str).where(col.notna())
-        n = values.nunique()
-        if 2 <= n <= max(2, len(frame) // 2):
-            uniques = np.sort(values.dropna().unique().astype(str))
+        uniques = np.sort(values.dropna().unique().astype(str))
+        if 2 <= len(uniques) <= max(2, len(frame) // 2):
             codes = np.zeros(dataset.n_users, dtype=np.int64)
-            codes[users] = np.where(values.notna(), np.searchsorted(uniques, values.fillna("").to_numpy(dtype=str)) + 1, 0)
+            found = np.searchsorted(uniques, values.fillna("").to_numpy(dtype=str)) + 1
+            codes[frame["user"].to_numpy()] = np.where(values.notna(), found, 0)
             columns.append(codes)
             sizes.append(len(uniques))
-    matrix = np.stack(columns, axis=1) if columns else np.zeros((dataset.n_users, 0), dtype=np.int64)
-    return matrix, sizes
+    return (np.stack(columns, axis=1) if columns else np.zeros((dataset.n_users, 0), dtype=np.int64)), sizes
 
 
 def _windows(sequences: list[np.ndarray], max_length: int) -> tuple[np.ndarray, np.ndarray]:
     """Each sequence of >= 2 items cut from its end into windows of ``max_length + 1`` items
     overlapping by one, right-padded with -1; returns (windows, the user of each window)."""
     lengths = np.array([len(s) for s in sequences], dtype=np.int64)
-    flat = np.concatenate(sequences).astype(np.int64) if len(sequences) else np.zeros(0, np.int64)
-    starts = np.cumsum(lengths) - lengths
+    flat = np.concatenate([*sequences, [-1]]).astype(np.int64)
     chunks = np.where(lengths >= 2, -(-(lengths - 1) // max_length), 0)
     user = np.repeat(np.arange(len(sequences)), chunks)
     k = np.arange(chunks.sum()) - np.repeat(np.cumsum(chunks) - chunks, chunks)  # 0 = the last window
-    end = starts[user] + lengths[user] - k * max_length
-    begin = np.maximum(starts[user], end - max_length - 1)
+    end = np.cumsum(lengths)[user] - k * max_length
+    begin = np.maximum((np.cumsum(lengths) - lengths)[user], end - max_length - 1)
     index = begin[:, None] + np.arange(max_length + 1)[None, :]
-    valid = index < end[:, None]
-    out = np.where(valid, flat[np.minimum(index, max(len(flat) - 1, 0))], -1) if len(flat) else index[:, :0]
-    return out.reshape(len(user), max_length + 1), user
+    return np.where(index < end[:, None], flat[np.minimum(index, len(flat) - 1)], -1), user
 
 
 def _bucketed(windows: np.ndarray, batch_size: int, rng: np.random.Generator) -> Iterator[np.ndarray]:
     """Row indices of shuffled batches; windows are sorted by length within chunks of 50
-    batches, so a batch is padded little, while the batch order stays random."""
+    batches, so a batch is padded little while the batch order stays random."""
     order = rng.permutation(len(windows))
     lengths = (windows[order] >= 0).sum(axis=1)
-    chunk = batch_size * 50
-    batches = []
+    chunk, batches = batch_size * 50, []
     for start in range(0, len(order), chunk):
         part = order[start : start + chunk][np.argsort(-lengths[start : start + chunk], kind="stable")]
         batches.extend(part[i : i + batch_size] for i in range(0, len(part), batch_size))
@@ -471,23 +427,22 @@ def _bucketed(windows: np.ndarray, batch_size: int, rng: np.random.Generator) ->
 
 
 def _shuffle_some(rows: np.ndarray, share: float, rng: np.random.Generator) -> np.ndarray:
-    """Put a random ``share`` of the windows (rows, right-padded with -1) in random order."""
+    """Put a random ``share`` of the windows (right-padded with -1) in random order."""
     if share <= 0:
         return rows
     keys = rng.random(rows.shape) + (rng.random((len(rows), 1)) >= share) * np.arange(rows.shape[1])
-    keys[rows < 0] = np.inf  # padding stays last; unchosen rows keep their order (keys ascend)
+    keys[rows < 0] = np.inf  # padding stays last; the other rows keep their order (keys ascend)
     return np.take_along_axis(rows, np.argsort(keys, axis=1, kind="stable"), axis=1)
 
 
 def _batch(rows: np.ndarray, users: np.ndarray, frequency: np.ndarray | None) -> dict[str, torch.Tensor]:
-    """Tensors for one batch of windows: the batch's distinct items, each position's input
-    (an index into them, -1 = padding), the query positions' positive candidate and the
-    candidates (the distinct targets) with their log sampling probability."""
+    """One batch of windows as tensors: the distinct items, each position's input (an index
+    into them, -1 = padding), the target positions, the candidates (the distinct targets),
+    each target's candidate column and, with ``frequency``, the candidates' log Q."""
     rows = rows[:, : max(int((rows >= 0).sum(axis=1).max()), 2)]
     items, inverse = np.unique(rows, return_inverse=True)
     pad = int(items[0] < 0)
-    index = inverse.reshape(rows.shape) - pad  # into items[pad:], -1 = padding
-    items = items[pad:]
+    index, items = inverse.reshape(rows.shape) - pad, items[pad:]  # -1 = padding
     target_index = index[:, 1:]
     candidates, positives = np.unique(target_index[target_index >= 0], return_inverse=True)
     out = {
@@ -498,7 +453,7 @@ def _batch(rows: np.ndarray, users: np.ndarray, frequency: np.ndarray | None) ->
         "candidates": torch.from_numpy(candidates),
         "positives": torch.from_numpy(positives.astype(np.int64)),
     }
-    if frequency is not None:  # P(item among the candidates) = 1 - (1 - q)^draws, about draws * q
+    if frequency is not None:  # Q(j) = 1 - (1 - q_j)^P for P target draws
         q = frequency[items[candidates]]
         out["log_q"] = torch.from_numpy(np.log(-np.expm1(len(positives) * np.log1p(-q))).astype(np.float32))
     return out
@@ -508,5 +463,5 @@ def _pad(sequences: list[np.ndarray], device: torch.device) -> tuple[torch.Tenso
     """Right-pad item codes into a (batch, longest) tensor with -1; returns (codes, lengths)."""
     lengths = np.array([len(s) for s in sequences], dtype=np.int64)
     codes = np.full((len(sequences), max(int(lengths.max(initial=1)), 1)), -1, dtype=np.int64)
-    codes[np.arange(codes.shape[1])[None, :] < lengths[:, None]] = np.concatenate(sequences) if len(sequences) else []
+    codes[np.arange(codes.shape[1])[None, :] < lengths[:, None]] = np.concatenate([*sequences, []])
     return torch.from_numpy(codes).to(device), torch.from_numpy(lengths).to(device)
