@@ -142,11 +142,12 @@ def speed(epochs: int, timed: int) -> list[dict[str, Any]]:
             ours_opt.step()
         ours_t.append(time.perf_counter() - start)
 
+    print(f"epoch seconds: tastemaker {ours_t}, reference {plain_t}", flush=True)
     # --- equal quality: both trained `epochs` BCE epochs (the timed ones count), test NDCG@10
     for _ in range(epochs - timed):
         ref.train_epoch(plain, plain_opt, sequences, n_items, 50, 128, rng)
     users, truth = truth_from_pairs(split.test["user"].to_numpy(), split.test["item"].to_numpy(), n_items)
-    scores = ref.score_last(plain, [sequences[u] for u in users], 50)
+    scores = ref.score_last(plain, [sequences[u] for u in users], 50).clone()  # out of inference mode
     for row, u in enumerate(users):
         scores[row, torch.as_tensor(np.asarray(sequences[u], dtype=np.int64))] = float("-inf")
     plain_ndcg = float(accuracy_per_user(torch.topk(scores, 10).indices.numpy(), truth, 10)["ndcg@10"].mean())
