@@ -50,7 +50,9 @@ MODELS: dict[str, tuple[str, dict[str, Any]]] = {
     "sasrec-bce": ("sasrec", _SASREC | {"loss": "bce", "batch_size": 128, "patience": 10}),
     "sasrec-sampled-softmax": ("sasrec", _SASREC | {"loss": "sampled-softmax", "negatives": 256, "batch_size": 128}),
     "sasrec-gbce": ("sasrec", _SASREC | {"loss": "gbce", "negatives": 256, "gbce_t": 0.75, "batch_size": 128}),
-    "two-tower": ("two-tower", {"embedding_size": 64, "epochs": 100, "patience": 5, "validation_users": 2000}),
+    # tuned on Beauty (helper runs, see the issue #3 note): 30 epochs, cosine schedule, no early stop
+    "two-tower": ("two-tower", {"embedding_size": 64, "epochs": 30, "scheduler": "cosine", "warmup_epochs": 1.0,
+                                "learning_rate": 5e-3, "dropout": 0.5, "validation_users": 0}),
 }
 
 
