@@ -13,6 +13,8 @@ the trained factors are used, so scores match implicit's.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import scipy.sparse as sp
 from pydantic import Field
@@ -94,6 +96,12 @@ def _threads(options: FitOptions) -> int:
     return options.threads or 0  # implicit: 0 = all cores
 
 
+def _factors_from(model: Any, user_items: Any, options: FitOptions) -> tuple[np.ndarray, np.ndarray]:
+    """Fit an ``implicit`` model and return its (user, item) factors as float32."""
+    model.fit(user_items, show_progress=options.progress)
+    return np.asarray(model.user_factors, dtype=np.float32), np.asarray(model.item_factors, dtype=np.float32)
+
+
 class ALS(_FactorModel):
     """Implicit-feedback ALS (Hu, Koren & Volinsky 2008) via ``implicit``."""
 
@@ -112,9 +120,7 @@ class ALS(_FactorModel):
             random_state=options.seed,
             num_threads=_threads(options),
         )
-        model.fit(self.user_items_, show_progress=options.progress)
-        self.user_factors_ = np.asarray(model.user_factors, dtype=np.float32)
-        self.item_factors_ = np.asarray(model.item_factors, dtype=np.float32)
+        self.user_factors_, self.item_factors_ = _factors_from(model, self.user_items_, options)
         self._configure_fold_in()
 
     def _configure_fold_in(self) -> None:
@@ -140,11 +146,9 @@ class BPR(_FactorModel):
             random_state=options.seed,
             num_threads=_threads(options),
         )
-        model.fit(self.user_items_, show_progress=options.progress)
         # implicit's BPR appends a bias column to the factors (item bias, user "1"), so the dot
         # product already includes the item bias.
-        self.user_factors_ = np.asarray(model.user_factors, dtype=np.float32)
-        self.item_factors_ = np.asarray(model.item_factors, dtype=np.float32)
+        self.user_factors_, self.item_factors_ = _factors_from(model, self.user_items_, options)
         self._configure_fold_in()
 
     def _configure_fold_in(self) -> None:

@@ -178,7 +178,7 @@ class Engine:
         items = self._retrieve(query, request.n)
         if len(items) == 0 or set(items.sources) == {"popular-fallback"}:
             why = "no history yet" if not recent_ids else "nothing in your history is known to the model"
-            return self._fallback(catalog, request, set(recent_ids) | blocked, allowed, why, items)
+            return self._fallback(catalog, request, set(recent_ids) | blocked, allowed, why)
         reasons = self._reasons(items.item_codes, history, catalog)
         return [
             Recommendation(str(i), float(s), src, r, catalog.title(str(i)))
@@ -246,7 +246,7 @@ class Engine:
         return reasons
 
     def _fallback(
-        self, catalog: CatalogView, request: Request, blocked: set[str], allowed: set[str] | None, why: str, items: Any = None
+        self, catalog: CatalogView, request: Request, blocked: set[str], allowed: set[str] | None, why: str
     ) -> list[Recommendation]:
         """Popular items (and fresh ones), each saying why it is there."""
         pool = catalog.ranked_by_popularity()

@@ -14,7 +14,6 @@ import threading
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import asdict
 from typing import Any
 
 from threadpoolctl import threadpool_limits
@@ -248,5 +247,5 @@ class Service:
             "events": self.store.count_events(),
             "items": len(self.catalog.ranked_by_popularity()),
             "settings": {"store": self.settings.store_url.split("@")[-1], "models_dir": str(self.settings.models_dir)},
-            "experiments": [asdict(e) if hasattr(e, "__dataclass_fields__") else e.model_dump() for e in self.settings.experiments],
+            "experiments": [e.model_dump() for e in self.settings.experiments],
         }
