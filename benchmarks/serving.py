@@ -1,14 +1,15 @@
 """Serving under load on loopback: latency and throughput, ingest, ANN recall, crash safety.
 
-    .venv/bin/python benchmarks/serving.py [--quick] [--kills 100]
+    .venv/bin/python benchmarks/serving.py [--quick] [--kills 100] [--connections 1,2,4,8]
 
 For 10k and 100k items (a synthetic catalog with 50 taste clusters, 20k users and ~30 events
 each, ALS vectors with 64 factors trained by the service itself) the real server runs as a
 subprocess and ``wrk`` (Debian package) drives it from the same 2-core machine:
 
-* GET /v1/users/{id}/recommendations?n=10 for random users: p50/p99 latency and requests/s,
-  beside GET /healthz on the same server (the framework's ceiling: the ratio shows what the
-  recommendation work costs);
+* GET /v1/users/{id}/recommendations?n=10 for random users: p50/p99 latency and requests/s at
+  each of ``--connections`` concurrent connections (1 shows the service time, more the
+  queueing on 2 cores), beside GET /healthz on the same server at 8 (the framework's ceiling:
+  the ratio shows what the recommendation work costs);
 * POST /v1/events (one event per request) and POST /v1/events/bulk (100 per request);
 * ANN recall@10 of the served index against exact search, for 2,000 users;
 * the crash drill: ``kill -9`` the server mid-stream ``--kills`` times; acknowledged events lost.
@@ -109,9 +110,9 @@ def start_server(workdir: Path, port: int) -> subprocess.Popen[bytes]:
     return start(f"sqlite:///{workdir / 'store.db'}", workdir / "models", port)
 
 
-def wrk(url: str, script: str | None, seconds: int = WRK_SECONDS) -> dict[str, float]:
-    """Run wrk (1 thread, CONNECTIONS connections) and parse latency percentiles and rate."""
-    cmd = ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency", url]
+def wrk(url: str, script: str | None, seconds: int = WRK_SECONDS, connections: int = CONNECTIONS) -> dict[str, float]:
+    """Run wrk (1 thread, ``connections`` connections) and parse latency percentiles and rate."""
+    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", url]
     if script:
         cmd[1:1] = ["-s", script]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
@@ -156,7 +157,7 @@ end
 """
 
 
-def load_test(workdir: Path, n_items: int) -> list[dict[str, Any]]:
+def load_test(workdir: Path, n_items: int, connections: list[int]) -> list[dict[str, Any]]:
     from tastemaker.testing.http import free_port
 
     port = free_port()
@@ -169,37 +170,50 @@ def load_test(workdir: Path, n_items: int) -> list[dict[str, Any]]:
     proc = start_server(workdir, port)
     try:
         wrk(base + "/healthz", None, seconds=3)  # warm-up
-        rows = [
-            ("GET /healthz (framework ceiling)", wrk(base + "/healthz", None), 1),
-            ("GET /v1/users/{id}/recommendations?n=10", wrk(base, scripts["users"]), 1),
-            ("POST /v1/events (1 event)", wrk(base, scripts["event"]), 1),
-            ("POST /v1/events/bulk (100 events)", wrk(base, scripts["bulk"]), 100),
+        wrk(base, scripts["users"], seconds=3)  # warm-up of the model path
+        rows = [("GET /healthz (framework ceiling)", CONNECTIONS, wrk(base + "/healthz", None), 1)]
+        for c in connections:
+            rows.append(("GET /v1/users/{id}/recommendations?n=10", c, wrk(base, scripts["users"], connections=c), 1))
+        rows += [
+            ("POST /v1/events (1 event)", CONNECTIONS, wrk(base, scripts["event"]), 1),
+            ("POST /v1/events/bulk (100 events)", CONNECTIONS, wrk(base, scripts["bulk"]), 100),
         ]
     finally:
         proc.kill()
         proc.wait()
-    return [{"dataset": f"synthetic-{n_items // 1000}k", "model": "als-64", "params": {"endpoint": name, "connections": CONNECTIONS},
-             **result, "events_per_s": result["req_per_s"] * per} for name, result, per in rows]
+    return [{"dataset": f"synthetic-{n_items // 1000}k", "model": "als-64", "params": {"endpoint": name, "connections": c},
+             **result, "events_per_s": result["req_per_s"] * per} for name, c, result, per in rows]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="10k items only, 10 kills")
     parser.add_argument("--kills", type=int, default=100)
+    parser.add_argument("--connections", default="1,2,4,8", help="comma-separated wrk connection counts for /recommendations")
+    parser.add_argument("--sizes", default=None, help="comma-separated catalog sizes (default 10000,100000)")
+    parser.add_argument("--no-drill", action="store_true", help="skip the crash drill")
     args = parser.parse_args()
+    connections = [int(c) for c in args.connections.split(",")]
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is needed: apt-get install wrk")
-    sizes = [10_000] if args.quick else [10_000, 100_000]
+    sizes = [int(x) for x in args.sizes.split(",")] if args.sizes else [10_000] if args.quick else [10_000, 100_000]
     records: list[dict[str, Any]] = []
     setup_rows = []
     for n_items in sizes:
         workdir = Path(tempfile.mkdtemp(prefix=f"tm-serving-{n_items}-"))
         setup = seed_service(workdir, n_items)
+        from tastemaker.testing.http import free_port
+
+        started = time.perf_counter()
+        proc = start_server(workdir, free_port())  # a restart after training: the index is stored already
+        setup["restart_s"] = time.perf_counter() - started
+        proc.kill()
+        proc.wait()
         print(f"{n_items} items: {setup}", flush=True)
         setup_rows.append([f"synthetic-{n_items // 1000}k", setup["events"], setup["index"], setup["recall@10"],
-                           setup["holdout_ndcg@10"], setup["load_s"], setup["train_s"]])
+                           setup["holdout_ndcg@10"], setup["load_s"], setup["train_s"], setup["restart_s"]])
         records.append({"dataset": f"synthetic-{n_items // 1000}k", "model": "als-64", "params": {"stage": "setup"}, **setup})
-        rows = load_test(workdir, n_items)
+        rows = load_test(workdir, n_items, connections)
         for r in rows:
             print(r, flush=True)
         records += rows
@@ -208,38 +222,40 @@ def main() -> None:
     from tastemaker.testing.crash import kill_drill
 
     kills = 10 if args.quick else args.kills
-    drill_dir = Path(tempfile.mkdtemp(prefix="tm-crash-"))
-    drill = kill_drill(drill_dir, kills=kills, seed=7)
-    shutil.rmtree(drill_dir, ignore_errors=True)
-    print(drill, flush=True)
-    records.append({"dataset": "crash-drill", "model": "-", "params": {"kills": kills}, **drill.__dict__})
+    drill = None
+    if not args.no_drill:
+        drill_dir = Path(tempfile.mkdtemp(prefix="tm-crash-"))
+        drill = kill_drill(drill_dir, kills=kills, seed=7)
+        shutil.rmtree(drill_dir, ignore_errors=True)
+        print(drill, flush=True)
+        records.append({"dataset": "crash-drill", "model": "-", "params": {"kills": kills}, **drill.__dict__})
 
     load_rows = []
     for r in records:
         if "p99_ms" in r:
             ceiling = next(x for x in records if x["dataset"] == r["dataset"] and "healthz" in x["params"].get("endpoint", ""))
-            load_rows.append([r["dataset"], r["params"]["endpoint"], r["p50_ms"], r["p99_ms"], round(r["req_per_s"]),
+            load_rows.append([r["dataset"], r["params"]["endpoint"], r["params"]["connections"], r["p50_ms"], r["p99_ms"], round(r["req_per_s"]),
                               round(r["events_per_s"]) if "events" in r["params"]["endpoint"] else "-",
                               f"{r['req_per_s'] / ceiling['req_per_s']:.2f}", r["non_2xx"]])
     body = [
         "## Serving (`benchmarks/serving.py`)",
         "",
         f"Machine: {machine()}. Server: `tastemaker serve` (uvicorn, 1 process) with a SQLite store; load: "
-        f"`wrk -t1 -c{CONNECTIONS} -d{WRK_SECONDS}s` on the same machine (client and server share the 2 cores).",
+        f"`wrk -t1 -cN -d{WRK_SECONDS}s` on the same machine (client and server share the 2 cores); N = connections.",
         f"Data: synthetic catalog in {CLUSTERS} taste clusters, {USERS} users x {EVENTS_PER_USER} click events; ALS "
         "(64 factors) trained by the service; vector index exact below 20k items, FAISS HNSW above.",
         "",
-        table(["catalog", "events", "index", "ANN recall@10", "holdout NDCG@10", "import s", "train s"], setup_rows),
+        table(["catalog", "events", "index", "ANN recall@10", "holdout NDCG@10", "import s", "train s", "restart s"], setup_rows),
         "",
-        table(["catalog", "endpoint", "p50 ms", "p99 ms", "req/s", "events/s", "vs /healthz", "non-2xx"], load_rows),
-        "",
-        f"Crash drill: {drill.kills} `kill -9`s of the server while a client streamed single events; "
-        f"{drill.acknowledged} events acknowledged, **{drill.missing} lost**, {drill.stored} stored "
-        f"({drill.seconds:.0f} s).",
+        table(["catalog", "endpoint", "connections", "p50 ms", "p99 ms", "req/s", "events/s", "vs /healthz", "non-2xx"], load_rows),
     ]
+    if drill is not None:
+        body += ["", f"Crash drill: {drill.kills} `kill -9`s of the server while a client streamed single events; "
+                 f"{drill.acknowledged} events acknowledged, **{drill.missing} lost**, {drill.stored} stored "
+                 f"({drill.seconds:.0f} s)."]
     text = "\n".join(body)
     print(text)
-    if not args.quick:
+    if not args.quick and not args.no_drill and not args.sizes:
         update_section("serving", text)
     write_json("serving" if not args.quick else "serving-quick", records)
 

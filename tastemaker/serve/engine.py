@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import os
 import re
+import shutil
 import threading
 import time
 from collections.abc import Sequence
@@ -40,6 +42,8 @@ _VERBS = {
     "view": "viewed", "watch": "watched", "play": "played", "like": "liked", "liked": "liked",
     "cart": "added to your cart",
 }
+
+log = logging.getLogger("tastemaker.serve")
 
 
 @dataclass(frozen=True)
@@ -136,8 +140,11 @@ class ModelRegistry:
         os.replace(tmp, self.root / name)
 
     def load(self, version: str, exact_below: int = 20_000) -> Engine:
+        """The version's engine; its vector index is read from ``<version>/index`` (written
+        there the first time, so later starts and activations skip the HNSW build)."""
         info = self.info(version)
-        return Engine(version, load_model(self.root / version), int(info.get("trained_until", 0)), exact_below)
+        path = self.root / version
+        return Engine(version, load_model(path), int(info.get("trained_until", 0)), exact_below, index_dir=path / "index")
 
 
 class Engine:
@@ -146,18 +153,60 @@ class Engine:
     A model with user and item vectors (ALS, BPR, two-tower) is served through a vector index
     over its item vectors: exact search below ``exact_below`` items, FAISS HNSW above
     (benchmarks/ann.py). Other models, and requests with a category filter, score the whole
-    catalog exactly through ``model.recommend``."""
+    catalog exactly through ``model.recommend``.
 
-    def __init__(self, version: str | None, model: Recommender | None, trained_until: int = 0, exact_below: int = 20_000) -> None:
+    With ``index_dir`` the index is persisted: loaded from there when it holds one of the
+    right kind and size, else built and written there (to a temporary name, then renamed, so
+    a crash mid-write leaves no half index)."""
+
+    def __init__(
+        self,
+        version: str | None,
+        model: Recommender | None,
+        trained_until: int = 0,
+        exact_below: int = 20_000,
+        index_dir: Path | None = None,
+    ) -> None:
         self.version = version
         self.model = model
         self.trained_until = trained_until
         self.index = None
+        # add_items grows the model and the index in place; requests read both under this lock
+        self._lock = threading.RLock()
+        self.trained_items = len(model.items_) if model is not None else 0  # codes above: added since
         if model is not None and hasattr(model, "user_vectors") and hasattr(model, "item_vectors"):
-            from tastemaker.index import build_index
+            self.index = _vector_index(np.asarray(model.item_vectors(), dtype=np.float32), exact_below, index_dir)
 
-            vectors = np.asarray(model.item_vectors(), dtype=np.float32)
-            self.index = build_index(np.arange(len(vectors), dtype=np.int64), vectors, exact_below=exact_below)
+    # ------------------------------------------------------------------ new items
+    def add_items(self, items: Sequence[Item]) -> int:
+        """Make items the model has never seen recommendable at once, without retraining, when
+        the model can represent an item from its content (``model.add_items``: two-tower, HLLM,
+        content retrieval, SASRec over semantic IDs); their vectors join the index. Returns how
+        many were added (0 for models that cannot)."""
+        model = self.model
+        if model is None or not hasattr(model, "add_items"):
+            return 0
+        fresh = {it.item_id: it for it in items}
+        new = [it for it in fresh.values() if it.item_id not in model.items_]
+        if not new:
+            return 0
+        import pandas as pd
+
+        frame = pd.DataFrame({
+            "item_id": [it.item_id for it in new],
+            "title": [it.title for it in new],
+            "categories": [list(it.categories) for it in new],
+            "text": [it.text for it in new],
+            **{key: [it.attributes.get(key) for it in new] for key in ("brand", "tags", "description") if any(key in it.attributes for it in new)},
+        })
+        with self._lock:
+            before = len(model.items_)
+            model.add_items(frame)  # type: ignore[attr-defined]
+            after = len(model.items_)
+            if self.index is not None and after > before:
+                vectors = np.asarray(model.item_vectors(), dtype=np.float32)[before:after]  # type: ignore[attr-defined]
+                self.index.add(np.arange(before, after, dtype=np.int64), vectors)
+        return after - before
 
     # ------------------------------------------------------------------ requests
     def recommend(self, store: Store, request: Request, catalog: CatalogView) -> list[Recommendation]:
@@ -175,11 +224,12 @@ class Engine:
             include=None if allowed is None else sorted(allowed),
             exclude=sorted(blocked | set(recent_ids)),
         )
-        items = self._retrieve(query, request.n)
-        if len(items) == 0 or set(items.sources) == {"popular-fallback"}:
-            why = "no history yet" if not recent_ids else "nothing in your history is known to the model"
-            return self._fallback(catalog, request, set(recent_ids) | blocked, allowed, why)
-        reasons = self._reasons(items.item_codes, history, catalog)
+        with self._lock:
+            items = self._retrieve(query, request.n)
+            if len(items) == 0 or set(items.sources) == {"popular-fallback"}:
+                why = "no history yet" if not recent_ids else "nothing in your history is known to the model"
+                return self._fallback(catalog, request, set(recent_ids) | blocked, allowed, why)
+            reasons = self._reasons(items.item_codes, history, catalog)
         return [
             Recommendation(str(i), float(s), src, r, catalog.title(str(i)))
             for i, s, src, r in zip(items.item_ids, items.scores, items.sources, reasons, strict=True)
@@ -211,7 +261,8 @@ class Engine:
             ranked = sorted(same, key=lambda i: -catalog.popularity.get(i, 0))[:n]
             return [Recommendation(i, float(catalog.popularity.get(i, 0)), "content", "shares a category", catalog.title(i)) for i in ranked]
         query = Query(history=[item_id], exclude=sorted(catalog.unavailable | {item_id}))
-        (items,) = self.model.recommend([query], n=n)
+        with self._lock:
+            (items,) = self.model.recommend([query], n=n)
         title = catalog.title(item_id) or item_id
         return [
             Recommendation(str(i), float(s), self.model.name, f"similar to {title}", catalog.title(str(i)))
@@ -238,11 +289,14 @@ class Engine:
         if affinity is None:
             return ["recommended for you"] * len(codes)
         reasons = []
-        for row in np.asarray(affinity):
+        for code, row in zip(codes, np.asarray(affinity), strict=True):
             _, event = known[int(np.argmax(row))]
             verb = _VERBS.get(event.event.event_type, "liked")
             title = catalog.title(event.event.item_id) or event.event.item_id
-            reasons.append(f"because you {verb} {title}")
+            if code >= self.trained_items:  # arrived after training: recommended from its content
+                reasons.append(f"new item like {title}, which you {verb}")
+            else:
+                reasons.append(f"because you {verb} {title}")
         return reasons
 
     def _fallback(
@@ -267,6 +321,32 @@ class Engine:
             if len(out) == request.n:
                 break
         return out
+
+
+def _vector_index(vectors: np.ndarray, exact_below: int, index_dir: Path | None) -> Any:
+    """The index over ``vectors`` (row = item code): loaded from ``index_dir`` when it holds a
+    matching one, else built (and saved there when ``index_dir`` is given)."""
+    from tastemaker.index import build_index, load_index
+
+    kind = "exact" if len(vectors) < exact_below else "hnsw"
+    if index_dir is not None and (index_dir / "index.json").is_file():
+        try:
+            index = load_index(index_dir)
+            if index.kind == kind and len(index) == len(vectors) and index.dim == vectors.shape[1]:
+                return index
+        except ArtifactError as exc:  # unreadable: rebuild it below
+            log.warning("rebuilding the vector index: %s", exc)
+    index = build_index(np.arange(len(vectors), dtype=np.int64), vectors, kind=kind)
+    if index_dir is not None:
+        tmp = index_dir.with_name(f".{index_dir.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        try:
+            index.save(tmp)
+            shutil.rmtree(index_dir, ignore_errors=True)
+            os.replace(tmp, index_dir)
+        except OSError as exc:  # a read-only models dir still serves, it just rebuilds next time
+            log.warning("could not persist the vector index in %s: %s", index_dir, exc)
+            shutil.rmtree(tmp, ignore_errors=True)
+    return index
 
 
 @dataclass(frozen=True)

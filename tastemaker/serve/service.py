@@ -89,8 +89,15 @@ class Service:
 
     # ------------------------------------------------------------------ catalog and events
     def upsert_items(self, items: Sequence[Item]) -> int:
+        """Store the items; new ones join the active model at once where it can represent an
+        item by its content (see :meth:`Engine.add_items`). Items added this way are not in
+        the saved version: the next retraining includes them for real."""
         count = self.store.upsert_items(items)
         self.catalog.upsert(items)
+        try:
+            self.engine.add_items(items)
+        except Exception as exc:  # noqa: BLE001 — the items are stored; only their early debut failed
+            log.warning("new items could not join the served model before retraining: %s", exc)
         return count
 
     def delete_item(self, item_id: str) -> bool:

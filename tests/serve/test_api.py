@@ -328,3 +328,57 @@ def test_vector_models_are_served_through_the_index(tmp_path, exact_below) -> No
         client.post("/v1/events", json={"user_id": "drama-fan-3", "item_id": top, "event_type": "watch"})
         after = client.get("/v1/users/drama-fan-3/recommendations", params={"n": 3}).json()
         assert top not in {i["item_id"] for i in after["items"]}  # excluded at once, through the index
+
+
+def test_the_vector_index_is_stored_with_the_version_and_reused(tmp_path) -> None:
+    """The HNSW index is written into the version directory once; a restart (a new service on
+    the same models dir) loads it instead of rebuilding, and answers the same; a damaged
+    index is rebuilt."""
+    from tastemaker.serve.engine import ModelRegistry
+    from tastemaker.serve.service import Service
+
+    settings = Settings(store_url=f"sqlite:///{tmp_path / 's.db'}", models_dir=tmp_path / "m", ann_exact_below=0,
+                        training=TrainingSettings(model="als", params={"embedding_size": 8, "reg": 1.0, "alpha": 10.0, "epochs": 30}))
+    with live_server(settings) as client:
+        seed(client)
+        first = client.get("/v1/users/drama-fan-3/recommendations", params={"n": 5}).json()["items"]
+        version = client.get("/v1/admin/status").json()["model_version"]
+    index_dir = tmp_path / "m" / version / "index"
+    assert (index_dir / "index.json").is_file() and (index_dir / "index.faiss").is_file()
+    stamp = (index_dir / "index.faiss").stat().st_mtime_ns
+
+    service = Service(settings)  # a restart: loads the stored index
+    try:
+        assert type(service.engine.index).__name__ == "FaissHNSWIndex"
+        assert (index_dir / "index.faiss").stat().st_mtime_ns == stamp
+    finally:
+        service.close()
+    with live_server(settings) as client:
+        again = client.get("/v1/users/drama-fan-3/recommendations", params={"n": 5}).json()["items"]
+    assert [i["item_id"] for i in again] == [i["item_id"] for i in first]
+
+    (index_dir / "index.faiss").write_bytes(b"not a faiss index")
+    engine = ModelRegistry(tmp_path / "m").load(version, exact_below=0)
+    assert len(engine.index) == 24 and (index_dir / "index.faiss").stat().st_size > 100
+
+
+def test_a_new_item_is_recommended_from_its_content_before_any_retraining(tmp_path) -> None:
+    """Two-tower encodes an item it has never seen from its categories: posted to the catalog,
+    it joins the served model and its index at once and is explained as a new item."""
+    settings = Settings(
+        store_url=f"sqlite:///{tmp_path / 's.db'}", models_dir=tmp_path / "m", ann_exact_below=0,
+        training=TrainingSettings(model="two-tower", params={
+            "embedding_size": 16, "epochs": 40, "learning_rate": 1e-2, "id_dropout": 0.5, "validation_users": 0,
+        }),
+    )
+    with live_server(settings) as client:
+        seed(client)
+        version = client.get("/v1/admin/status").json()["model_version"]
+        new = {"item_id": "d-new", "title": "Drama film, new", "categories": ["drama"]}
+        assert client.post("/v1/items", json={"items": [new]}).status_code == 200
+        body = client.get("/v1/users/drama-fan-3/recommendations", params={"n": 4}).json()
+        assert client.get("/v1/admin/status").json()["model_version"] == version  # no retraining
+    ranked = [i["item_id"] for i in body["items"]]
+    assert "d-new" in ranked and all(genre_of(i) == "drama" for i in ranked)
+    reason = next(i["reason"] for i in body["items"] if i["item_id"] == "d-new")
+    assert reason.startswith("new item like Drama film"), reason
