@@ -24,9 +24,13 @@ MODELS: dict[str, str] = {
     "bpr": "tastemaker.models.mf:BPR",
     "sasrec": "tastemaker.models.neural.sasrec:SASRec",
     "two-tower": "tastemaker.models.neural.two_tower:TwoTower",
+    "hllm": "tastemaker.models.neural.hllm:HLLM",
+    "content": "tastemaker.models.content:ContentRetrieval",
 }
 CLASSICAL: tuple[str, ...] = ("most-popular", "itemknn", "ease", "als", "bpr")
-NEURAL: tuple[str, ...] = ("sasrec", "two-tower")
+NEURAL: tuple[str, ...] = ("sasrec", "two-tower", "hllm")
+#: Models that score from item text alone, with no training (need the text extra for MiniLM).
+CONTENT: tuple[str, ...] = ("content",)
 
 #: Grids searched by ``tastemaker evaluate`` on the validation split. Small on purpose: the
 #: values that won on ml-latest-small, ML-100K and Amazon Beauty (benchmarks/RESULTS.md).
@@ -39,6 +43,8 @@ DEFAULT_GRIDS: dict[str, dict[str, list[Any]]] = {
     # Neural models tune by early stopping on validation inside fit; one configuration each.
     "sasrec": {"loss": ["ce"]},
     "two-tower": {},
+    "hllm": {},
+    "content": {"decay": [0.5, 0.9]},  # no training, so tuning is cheap; 0.5 won on Amazon Scientific
 }
 
 

@@ -91,7 +91,8 @@ def text_vectors(
         )
     dim = stored.shape[1] if stored.shape[1] else model.dimension
     out = np.zeros((len(catalog), dim), dtype=np.float32)
-    out[present] = stored[present]
+    if present.any():  # without the column, stored is (n, 0) and cannot fill (0, dim)
+        out[present] = stored[present]
     if encoded is not None:
         out[missing] = encoded
     return out
