@@ -5,6 +5,7 @@
     tastemaker data convert --dataset NAME --out DIR  save it as Parquet
     tastemaker train --dataset NAME --model ease --out artifacts/ease
     tastemaker evaluate --dataset NAME --models ease,itemknn --out reports/NAME
+    tastemaker evaluate --dataset NAME --protocol cold-start --cold-how time   per-slice metrics
     tastemaker recommend --artifact artifacts/ease --user 1 -n 10
 """
 
@@ -123,6 +124,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     grids = load_grids(args.grid) if args.grid else DEFAULT_GRIDS
     names = [n.strip() for n in args.models.split(",")] if args.models else [n for n in grids if n in CLASSICAL]
     models = {name: (model_class(name), grids.get(name, {})) for name in names}
+    if args.protocol == "cold-start":
+        return _evaluate_cold_start(args, data, models)
     print(f"evaluating {', '.join(names)} on {data} (reference protocol: leave-one-out, full ranking)")
     result = run_protocol(data, models, _options(args), progress=not args.quiet)
     out = Path(args.out or f"reports/{data.name}")
@@ -130,6 +133,33 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print()
     print(markdown_table(result))
     print(f"\nreport: {md_path} and {json_path}")
+    return 0
+
+
+def _evaluate_cold_start(args: argparse.Namespace, data: Any, models: dict[str, tuple[Any, dict[str, list[Any]]]]) -> int:
+    """The cold-start / long-tail protocol (tastemaker.eval.slices): each model is fit once with
+    the first configuration of its grid (the protocol has no validation split to tune on)."""
+    import json
+
+    from tastemaker.eval.protocols import param_grid
+    from tastemaker.eval.slices import cold_start_split, evaluate_slices, slices_markdown
+
+    split = cold_start_split(data, how=args.cold_how, quantile=args.cold_quantile, share=args.cold_share, seed=args.seed)
+    print(f"evaluating {', '.join(models)} on {data} (cold-start protocol: {split})")
+    results: dict[str, dict[str, dict[str, float]]] = {}
+    for name, (cls, grid) in models.items():
+        params = (param_grid(grid) or [{}])[0]
+        model = cls(**params).fit(split.train, _options(args))
+        results[name] = evaluate_slices(model, split)
+    out = Path(args.out or f"reports/{data.name}")
+    out.mkdir(parents=True, exist_ok=True)
+    table = slices_markdown(results)
+    payload = {"dataset": data.name, "split": split.name, "summary": split.summary(), "results": results}
+    (out / "slices.json").write_text(json.dumps(payload, indent=2))
+    (out / "slices.md").write_text(f"# Cold-start evaluation: {data.name}\n\n{split!r}\n\n{table}\n")
+    print()
+    print(table)
+    print(f"\nreport: {out / 'slices.md'} and {out / 'slices.json'}")
     return 0
 
 
@@ -279,6 +309,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--grid", default=None, help="TOML file of tuning grids ([ease] reg = [50.0, 500.0])")
     evaluate.add_argument("--out", default=None, help="report directory (default reports/<dataset>)")
+    evaluate.add_argument(
+        "--protocol", choices=["reference", "cold-start"], default="reference",
+        help="reference (leave-one-out, tuned) or cold-start (per-slice metrics: all, head, long-tail, cold items)",
+    )
+    evaluate.add_argument("--cold-how", choices=["time", "random"], default="time",
+                          help="cold-start: items first seen after a time cut, or a random share held out")
+    evaluate.add_argument("--cold-quantile", type=float, default=0.9, help="cold-start, time: the cut's quantile of event times")
+    evaluate.add_argument("--cold-share", type=float, default=0.1, help="cold-start, random: share of items held out")
     common(evaluate)
     evaluate.set_defaults(func=cmd_evaluate)
 

@@ -12,7 +12,8 @@ protocol refits on before scoring the test set.
   only users and items seen in train are evaluated.
 * :func:`random_holdout` — a seeded random fraction of each user's events.
 * :func:`cold_start_items` — items first seen after a cut are held out entirely: train has
-  every event before the cut, test has the events on the new items.
+  every event before the cut, test has the events on the new items
+  (:func:`items_first_seen_after` names those items).
 """
 
 from __future__ import annotations
@@ -93,8 +94,7 @@ def cold_start_items(dataset: Dataset, cut: float | None = None, quantile: float
     ts = inter["timestamp"].to_numpy()
     if cut is None:
         cut = float(np.quantile(ts, quantile))
-    first_seen = inter.groupby("item")["timestamp"].min()
-    cold = first_seen.index[first_seen.to_numpy() >= cut].to_numpy()
+    cold = items_first_seen_after(dataset, cut)
     is_cold = np.isin(inter["item"].to_numpy(), cold)
     train_rows = inter[(ts < cut) & ~is_cold]
     test_rows = inter[is_cold]
@@ -102,6 +102,13 @@ def cold_start_items(dataset: Dataset, cut: float | None = None, quantile: float
     return Split(
         dataset.with_interactions(train_rows), inter.iloc[:0].copy(), test_rows.reset_index(drop=True), "cold-start-items"
     )
+
+
+def items_first_seen_after(dataset: Dataset, cut: float) -> np.ndarray:
+    """Codes (sorted) of the items whose first event is at or after ``cut``: the new items of a
+    time cut. Items without events are not among them."""
+    first_seen = dataset.interactions.groupby("item")["timestamp"].min()
+    return np.sort(first_seen.index[first_seen.to_numpy() >= cut].to_numpy())
 
 
 def _split_known(
