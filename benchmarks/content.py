@@ -20,8 +20,10 @@ overall quality. Per dataset:
 
 Models: ``sasrec`` (IDs only), ``sasrec-hash`` / ``sasrec-ngram`` / ``sasrec-spm`` (hashed IDs,
 SID n-grams, SentencePiece SID pieces, all with the SAME embedding-table budget B, default
-n_items // 2), ``hllm`` (frozen text vectors + causal user transformer), ``content`` (text
-vector retrieval), and the references ``ease`` and ``popularity``. SASRec settings come from
+n_items // 2), ``sasrec-spm-id`` (SentencePiece pieces added to the full ID table: the
+"augment" mode), ``hllm`` (frozen text vectors + causal user transformer), ``hllm-id`` (the
+same plus an item-ID embedding for items with training events), ``content`` (text vector
+retrieval), and the references ``ease`` and ``popularity``. SASRec settings come from
 benchmarks/sequential.py; ``--epochs`` caps the epochs (early stopping, patience 5). A model
 whose class or config field does not exist yet is skipped with a message.
 
@@ -89,7 +91,9 @@ MODELS: dict[str, ModelSpec] = {
     "sasrec-hash": ModelSpec("tastemaker.models.neural.sasrec:SASRec", "hash", "hash"),
     "sasrec-ngram": ModelSpec("tastemaker.models.neural.sasrec:SASRec", "content", "sid-ngram", needs_sids=True),
     "sasrec-spm": ModelSpec("tastemaker.models.neural.sasrec:SASRec", "content", "sid-spm", needs_sids=True),
+    "sasrec-spm-id": ModelSpec("tastemaker.models.neural.sasrec:SASRec", "content", "sid-spm", needs_sids=True),
     "hllm": ModelSpec("tastemaker.models.neural.hllm:HLLM", "content"),
+    "hllm-id": ModelSpec("tastemaker.models.neural.hllm:HLLM", "content"),
     "content": ModelSpec("tastemaker.models.content:ContentRetrieval", "content"),
     "ease": ModelSpec("tastemaker.models.ease:EASE", "reference"),
     "popularity": ModelSpec("tastemaker.models.popularity:MostPopular", "reference"),
@@ -228,11 +232,14 @@ def model_params(label: str, name: str, args: argparse.Namespace, n_items: int) 
         return {}
     neural = {"epochs": min(args.epochs, _SASREC["epochs"]), "patience": PATIENCE}
     sasrec = _SASREC | _DATASET_PARAMS[data_spec.sasrec_like] | neural
-    if name == "hllm":  # the user transformer is SASRec-sized (papers.md section 6)
-        return {k: sasrec[k] for k in _HLLM_SHARED if k in sasrec} | neural
+    if name in ("hllm", "hllm-id"):  # the user transformer is SASRec-sized (papers.md section 6)
+        extra = {"id_embedding": True} if name == "hllm-id" else {}
+        return {k: sasrec[k] for k in _HLLM_SHARED if k in sasrec} | neural | extra
     params = sasrec | {"loss": "ce", "batch_size": 128, "item_representation": spec.representation}
     if spec.representation != "id":
         params["table_size"] = args.table_size or n_items // 2
+    if name == "sasrec-spm-id":  # augment: SID pieces on top of the full ID table
+        params["sid_with_id"] = True
     return params
 
 
@@ -246,7 +253,7 @@ def build(name: str, params: dict[str, Any]) -> tuple[Any, dict[str, Any]] | str
         return f"{MODELS[name].target} is not available yet ({type(exc).__name__}: {exc})"
     fields = set(cls.Config.model_fields)
     optional = {"item_representation"} if params.get("item_representation") == "id" else set()
-    if name == "hllm":  # SASRec-sized architecture where HLLM's config has the same names
+    if name in ("hllm", "hllm-id"):  # SASRec-sized architecture where HLLM's config has the same names
         optional |= set(_HLLM_SHARED)
     missing = [k for k in params if k not in fields and k not in optional]
     if missing:
@@ -386,7 +393,7 @@ def section(records: list[dict[str, Any]], args: argparse.Namespace) -> str:
                "cold HR@10", "cold NDCG@10", "cold exposure", "fit s", "epochs (best)"], model_rows),  # fmt: skip
         "",
         "Point to prove (the SID paper: content representations help new and long-tail items without losing overall "
-        "quality). Per dataset, the content/SID model (sasrec-ngram, sasrec-spm, hllm, content) best on each slice "
+        "quality). Per dataset, the content/SID model (sasrec-ngram, sasrec-spm, sasrec-spm-id, hllm, hllm-id, content) best on each slice "
         "against ID-only SASRec; *clear* = the NDCG@10 difference exceeds twice its standard error, bounded by "
         "sqrt(mu(1-mu)/n) per model:",
         "",

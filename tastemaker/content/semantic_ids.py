@@ -365,6 +365,40 @@ class SemanticIDs:
         (path / "config.json").write_text(json.dumps(meta, indent=2))
         return path
 
+    def to_arrays(self, prefix: str = "sid.") -> dict[str, np.ndarray]:
+        """The fitted state as named arrays, to keep inside another artifact (e.g. a model's):
+        the weights, the table, and ``config.json``'s content as a string array."""
+        self._check_fitted()
+        meta = {"format": _FORMAT, "version": 1, "config": self.config.model_dump(mode="json"), "input_size": self.input_size_}
+        arrays = state_to_arrays(self.module_, prefix=f"{prefix}weights.")
+        arrays[f"{prefix}table"] = self.table_
+        arrays[f"{prefix}meta"] = np.asarray(json.dumps(meta, sort_keys=True))
+        return arrays
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray], prefix: str = "sid.") -> SemanticIDs:
+        """Restore a model written by :meth:`to_arrays` (on CPU); ``metrics_`` is not kept."""
+        try:
+            meta = json.loads(str(arrays[f"{prefix}meta"]))
+        except (KeyError, ValueError) as exc:
+            raise ArtifactError(f"no SemanticIDs arrays under prefix {prefix!r}: {exc}") from exc
+        if meta.get("format") != _FORMAT or meta.get("version") != 1:
+            raise ArtifactError(f"arrays under {prefix!r}: not a {_FORMAT} version 1 model")
+        return cls._restore(meta, arrays, f"{prefix}weights.", arrays[f"{prefix}table"])
+
+    @classmethod
+    def _restore(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray], weights_prefix: str, table: np.ndarray) -> SemanticIDs:
+        model = cls(SemanticIDConfig.model_validate(meta["config"]))
+        module = RQVAE(int(meta["input_size"]), model.config)
+        module.load_state_dict(arrays_to_state(arrays, prefix=weights_prefix))
+        module.eval()
+        model.module_ = module
+        model.input_size_ = int(meta["input_size"])
+        model.table_ = np.asarray(table).astype(np.int64)
+        model.metrics_ = meta.get("metrics", {})
+        model.prefix_counts_ = _prefix_counts(model.table_)
+        return model
+
     @classmethod
     def load(cls, path: str | Path) -> SemanticIDs:
         """Read a directory written by :meth:`save` (on CPU)."""
@@ -377,16 +411,7 @@ class SemanticIDs:
             raise ArtifactError(f"{path} is not a saved SemanticIDs model: {exc}") from exc
         if meta.get("format") != _FORMAT or meta.get("version") != 1:
             raise ArtifactError(f"{path}: not a {_FORMAT} version 1 directory")
-        model = cls(SemanticIDConfig.model_validate(meta["config"]))
-        module = RQVAE(int(meta["input_size"]), model.config)
-        module.load_state_dict(arrays_to_state(arrays))
-        module.eval()
-        model.module_ = module
-        model.input_size_ = int(meta["input_size"])
-        model.table_ = arrays["table"].astype(np.int64)
-        model.metrics_ = meta.get("metrics", {})
-        model.prefix_counts_ = _prefix_counts(model.table_)
-        return model
+        return cls._restore(meta, arrays, "weights.", arrays["table"])
 
 
 # ---------------------------------------------------------------------- helpers

@@ -19,6 +19,16 @@ Losses (``loss``):
 Inference is fold-in: any item sequence (a known user's history plus new events, or an
 anonymous session) is encoded on the fly, so new events count without retraining.
 
+Item representation (``item_representation``, Singh et al. 2023, "Better Generalization with
+Semantic IDs"): ``"id"`` (default) gives each item one learned row; ``"hash"``, ``"sid-ngram"``
+and ``"sid-spm"`` compose each item's vector from pieces of one table of ``table_size`` rows
+(default: the number of items, the ID table's budget) — hashed ids, hashed n-grams of its
+semantic ID, or SentencePiece pieces of it (:mod:`~tastemaker.models.neural.item_table`,
+:mod:`~tastemaker.content.sid_tokens`). The composed vectors serve as inputs and (tied) outputs
+alike, so every loss works unchanged. :meth:`SASRec.add_items` gives new items vectors without
+retraining: from their semantic ID in the SID modes (similar content, shared pieces), from their
+id in ``"hash"`` (a random row), and none (zeros) in ``"id"``.
+
 Implementation notes (what makes it faster than a literal port):
 sequences are right-padded, so with a causal mask no real position attends to padding and
 no key-padding mask is needed (PyTorch's fused attention path applies); each batch is padded
@@ -29,16 +39,19 @@ at real positions.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from tastemaker.data.dataset import Dataset
+from tastemaker.data.dataset import Dataset, to_pandas
+from tastemaker.data.vocab import normalize_ids
 from tastemaker.models.base import Recommender, ScoringBatch
+from tastemaker.models.neural.item_table import ItemPieces, ItemRepresentationSettings, PieceItemTable
 from tastemaker.models.neural.train import (
     NeuralConfig,
     TrainResult,
@@ -52,11 +65,16 @@ from tastemaker.models.neural.train import (
 )
 from tastemaker.types import FitOptions
 
+if TYPE_CHECKING:
+    from tastemaker.content.encoders import TextEncoder
+
 Loss = Literal["bce", "ce", "sampled-softmax", "gbce"]
 
 
-class SASRecConfig(NeuralConfig):
-    """Architecture and loss; training settings come from :class:`NeuralConfig`."""
+class SASRecConfig(NeuralConfig, ItemRepresentationSettings):
+    """Architecture and loss; training settings come from :class:`NeuralConfig`, the item
+    representation (``item_representation``, ``table_size``, ``sid_*``, ``encoder``) from
+    :class:`~tastemaker.models.neural.item_table.ItemRepresentationSettings`."""
 
     embedding_size: int = Field(64, ge=1)
     max_length: int = Field(50, ge=1)
@@ -71,14 +89,22 @@ class SASRecConfig(NeuralConfig):
 
 
 class SASRecNet(nn.Module):
-    """Item + position embeddings -> causal transformer blocks -> layer norm."""
+    """Item + position embeddings -> causal transformer blocks -> layer norm.
 
-    def __init__(self, n_items: int, cfg: SASRecConfig) -> None:
+    Items are rows of ``item_embedding`` (``"id"``) or vectors composed by ``item_table`` from
+    pieces (a table of ``table_size`` rows; with ``sid_with_id``, plus ID rows for the first
+    ``n_id_items`` items). Either way :meth:`input_table` is (n_items + 1, d), row 0 = padding."""
+
+    def __init__(self, n_items: int, cfg: SASRecConfig, table_size: int = 0, n_id_items: int = 0) -> None:
         super().__init__()
         d = cfg.embedding_size
         if d % cfg.heads:
             raise ValueError(f"embedding_size {d} must be divisible by heads {cfg.heads}")
-        self.item_embedding = nn.Embedding(n_items + 1, d, padding_idx=0)  # row 0 = padding, item c -> c + 1
+        pieces = cfg.item_representation != "id"
+        # row 0 = padding, item c -> c + 1 ("id"); the ID path creates its modules in the same
+        # order as before pieces existed, so seeded weights are unchanged
+        self.item_embedding = None if pieces else nn.Embedding(n_items + 1, d, padding_idx=0)
+        self.item_table = PieceItemTable(table_size, d, n_id_items if cfg.sid_with_id else 0) if pieces else None
         self.position_embedding = nn.Embedding(cfg.max_length, d)
         self.dropout = nn.Dropout(cfg.dropout)
         layer = nn.TransformerEncoderLayer(
@@ -89,27 +115,52 @@ class SASRecNet(nn.Module):
         self.scale = d**0.5
         # gSASRec keeps the output embeddings apart: many sampled negatives per position push
         # their output vectors down, which must not drag the same items' input vectors along.
-        self.output_embedding = None if cfg.tie_embeddings else nn.Embedding(n_items, d)
+        # (with pieces: a second piece table of the same size)
+        self.output_embedding = None if cfg.tie_embeddings or pieces else nn.Embedding(n_items, d)
+        self.output_table = None
+        if pieces and not cfg.tie_embeddings:
+            self.output_table = PieceItemTable(table_size, d, n_id_items if cfg.sid_with_id else 0)
         if self.output_embedding is not None:
             nn.init.normal_(self.output_embedding.weight, std=d**-0.5)
-        nn.init.normal_(self.item_embedding.weight, std=d**-0.5)
-        with torch.no_grad():
-            self.item_embedding.weight[0].zero_()
+        if self.item_embedding is not None:
+            nn.init.normal_(self.item_embedding.weight, std=d**-0.5)
+            with torch.no_grad():
+                self.item_embedding.weight[0].zero_()
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        """tokens: (batch, length) item codes + 1, right-padded with 0 -> hidden (batch, length, d)."""
+    def set_pieces(self, indptr: np.ndarray, indices: np.ndarray) -> None:
+        """Every item's pieces (CSR, item code order), for the piece tables."""
+        for table in (self.item_table, self.output_table):
+            if table is not None:
+                table.set_pieces(indptr, indices)
+
+    def input_table(self) -> torch.Tensor:
+        """(n_items + 1, d): the padding row (zeros), then every item's input vector. Composing
+        pieces costs one EmbeddingBag pass over all items: do it once per batch."""
+        if self.item_embedding is not None:
+            return self.item_embedding.weight
+        assert self.item_table is not None
+        items = self.item_table()
+        return torch.cat([items.new_zeros(1, items.shape[1]), items])
+
+    def forward(self, tokens: torch.Tensor, table: torch.Tensor | None = None) -> torch.Tensor:
+        """tokens: (batch, length) item codes + 1, right-padded with 0 -> hidden (batch, length, d).
+        ``table``: :meth:`input_table`, when the caller has it already."""
+        table = self.input_table() if table is None else table
         length = tokens.shape[1]
         positions = torch.arange(length, device=tokens.device)
-        x = self.item_embedding(tokens) * self.scale + self.position_embedding(positions)[None]
+        x = F.embedding(tokens, table, padding_idx=0) * self.scale + self.position_embedding(positions)[None]
         mask = nn.Transformer.generate_square_subsequent_mask(length, device=tokens.device, dtype=x.dtype)
         hidden = self.encoder(self.dropout(x), mask=mask, is_causal=True)
         return self.final_norm(hidden)
 
-    def item_weights(self) -> torch.Tensor:
-        """Output embeddings of the real items (n_items, d)."""
+    def item_weights(self, table: torch.Tensor | None = None) -> torch.Tensor:
+        """Output embeddings of the real items (n_items, d); ``table``: :meth:`input_table`, when
+        the caller has it already (tied embeddings reuse it)."""
         if self.output_embedding is not None:
             return self.output_embedding.weight
-        return self.item_embedding.weight[1:]
+        if self.output_table is not None:
+            return self.output_table()
+        return (self.input_table() if table is None else table)[1:]
 
 
 class SASRec(Recommender):
@@ -122,13 +173,17 @@ class SASRec(Recommender):
 
     net_: SASRecNet
     train_result_: TrainResult
+    pieces_: ItemPieces | None  # the item -> pieces state (None for "id")
 
     # ------------------------------------------------------------------ training
     def _fit(self, dataset: Dataset, options: FitOptions) -> None:
         cfg = self.config
         n_items = dataset.n_items
+        self.pieces_ = None
+        if cfg.item_representation != "id":  # may fit an RQ-VAE (seeded by options too)
+            self.pieces_ = ItemPieces.fit(dataset.catalog, cfg, options)
         seed_everything(options.seed)  # the initial weights are part of what the seed fixes
-        self.net_ = SASRecNet(n_items, cfg)
+        self.net_ = self._make_net(n_items, n_items)
         rng = np.random.default_rng(options.seed)
         holdout = holdout_last(dataset.sequences(), cfg.validation_users, rng)
         windows = [s[-(cfg.max_length + 1) :] for s in holdout.train if len(s) >= 2]
@@ -155,13 +210,23 @@ class SASRec(Recommender):
         )
         self.net_.to("cpu")
 
+    def _make_net(self, n_items: int, n_id_items: int) -> SASRecNet:
+        """A network for ``n_items`` items (``n_id_items`` of them with an ID row under
+        ``sid_with_id``), with the pieces of :attr:`pieces_` set."""
+        pieces = self.pieces_
+        net = SASRecNet(n_items, self.config, pieces.tokenizer.table_size if pieces else 0, n_id_items)
+        if pieces is not None:
+            net.set_pieces(pieces.indptr, pieces.indices)
+        return net
+
     # ------------------------------------------------------------------ scoring
     def _scores_for(self, net: SASRecNet, sequences: list[np.ndarray], device: torch.device) -> torch.Tensor:
         """Full-catalog scores (len(sequences), n_items) from the last real position."""
         tokens, lengths = _pad([s[-self.config.max_length :] for s in sequences], device)
-        hidden = net(tokens)
+        table = net.input_table()
+        hidden = net(tokens, table)
         last = hidden[torch.arange(len(sequences), device=device), (lengths - 1).clamp(min=0)]
-        return last @ net.item_weights().T
+        return last @ net.item_weights(table).T
 
     def _score(self, batch: ScoringBatch) -> np.ndarray:
         assert batch.sequences is not None
@@ -176,19 +241,72 @@ class SASRec(Recommender):
 
     def item_vectors(self) -> np.ndarray:
         """The output item embeddings (n_items x embedding_size)."""
-        return self.net_.item_weights().detach().float().cpu().numpy()
+        with torch.inference_mode():
+            return self.net_.item_weights().detach().float().cpu().numpy()
 
     def to(self, device: str) -> SASRec:
         """Move the fitted network for inference (e.g. ``model.to("cuda")``)."""
         self.net_.to(resolve_device(device))
         return self
 
+    # ------------------------------------------------------------------ new items
+    def add_items(self, catalog: Any, encoder: TextEncoder | str | None = None) -> None:
+        """Append the catalog rows (``item_id``, optional ``title``, text fields, ``text_vector``,
+        ``semantic_id``) whose id is new; known ids are left as they are. New items have no
+        events (popularity 0) and are recommendable at once, without retraining:
+
+        * SID modes: from their semantic ID, which is the row's ``semantic_id`` when given, else
+          the frozen RQ-VAE's code for its ``text_vector``, else for its text encoded by
+          ``encoder`` (default: the config's ``encoder``; the same encoder as in fit, or the codes
+          mean nothing). A model whose SIDs came from the catalog column has no RQ-VAE, so its
+          new items need a ``semantic_id``.
+        * ``"hash"``: the hashed row of their id (random: it says nothing about the item).
+        * ``"id"``: a zero vector; they score 0 for everyone (nothing to go on until retraining).
+
+        With ``sid_with_id`` new items have pieces only (no ID row)."""
+        self._check_fitted()
+        frame = to_pandas(catalog)
+        frame = frame if "item_id" in frame.columns else frame.rename(columns={"item": "item_id"})
+        frame = frame.assign(item_id=normalize_ids(frame["item_id"])).drop_duplicates("item_id")
+        frame = frame[self.items_.encode(frame["item_id"], missing="mark") < 0].reset_index(drop=True)
+        n_old, n_new = len(self.items_), len(frame)
+        if not n_new:
+            return
+        if self.pieces_ is not None:  # first: a bad row raises before anything changes
+            self.pieces_.add(frame, encoder if encoder is not None else self.config.encoder)
+        device = next(self.net_.parameters()).device
+        state = self.net_.state_dict()
+        n_id_items = self._n_id_items(state)
+        if self.pieces_ is None:  # new rows of zeros in the ID tables
+            for name in ("item_embedding.weight", "output_embedding.weight"):
+                if name in state:
+                    state[name] = torch.cat([state[name], state[name].new_zeros(n_new, state[name].shape[1])])
+        self.net_ = self._make_net(n_old + n_new, n_id_items).to(device)
+        self.net_.load_state_dict(state)
+        self.net_.eval()
+        self.items_ = self.items_.extend(frame["item_id"])
+        titles = frame["title"].fillna("").astype(str).to_numpy(dtype=object) if "title" in frame.columns else np.full(n_new, "")
+        self.item_titles_ = np.concatenate([self.item_titles_, titles.astype(str)])
+        self.item_popularity_ = np.concatenate([self.item_popularity_, np.zeros(n_new, dtype=np.int64)])
+        seen = self.user_items_
+        self.user_items_ = sp.csr_matrix((seen.data, seen.indices, seen.indptr), shape=(seen.shape[0], n_old + n_new))
+
+    @staticmethod
+    def _n_id_items(state: dict[str, Any]) -> int:
+        """Items with an ID row in a piece model's state (``sid_with_id``), else 0."""
+        weight = state.get("item_table.id_embedding.weight")
+        return 0 if weight is None else int(weight.shape[0])
+
     # ------------------------------------------------------------------ persistence
     def _arrays(self) -> dict[str, np.ndarray]:
-        return state_to_arrays(self.net_)
+        arrays = state_to_arrays(self.net_)
+        if self.pieces_ is not None:
+            arrays.update(self.pieces_.to_arrays("pieces."))
+        return arrays
 
     def _set_arrays(self, arrays: dict[str, np.ndarray]) -> None:
-        self.net_ = SASRecNet(len(self.items_), self.config)
+        self.pieces_ = ItemPieces.from_arrays(arrays, "pieces.") if self.config.item_representation != "id" else None
+        self.net_ = self._make_net(len(self.items_), self._n_id_items(arrays_to_state(arrays)))
         self.net_.load_state_dict(arrays_to_state(arrays))
         self.net_.eval()
 
@@ -225,11 +343,12 @@ def _length_bucketed_batches(
 
 def sequence_loss(net: SASRecNet, inputs: torch.Tensor, targets: torch.Tensor, cfg: SASRecConfig, n_items: int) -> torch.Tensor:
     """The configured loss at every real position of a batch."""
-    hidden = net(inputs)
+    table = net.input_table()  # composed once per batch (pieces), shared by inputs and tied outputs
+    hidden = net(inputs, table)
     valid = targets > 0
     h = hidden[valid]  # (positions, d)
     pos = targets[valid] - 1  # item codes
-    items = net.item_weights()
+    items = net.item_weights(table)
     if cfg.loss == "ce":
         return F.cross_entropy(h @ items.T, pos)
     pos_logits = (h * items[pos]).sum(-1)

@@ -15,6 +15,10 @@ tower over the item ID + content, both L2-normalised and scored by a dot product
   dropped likewise, which trains the "unknown" slot). Items without training events, and
   those added by :meth:`TwoTower.add_items`, are encoded from content alone: categories (an
   ``EmbeddingBag``) and the catalog's optional ``text_vector`` column (equal-length vectors).
+* Item representation (``item_representation``, Singh et al. 2023): ``"hash"``, ``"sid-ngram"``
+  or ``"sid-spm"`` replace the ID embedding by a sum of piece rows (hashed ids or semantic-ID
+  pieces, :mod:`~tastemaker.models.neural.item_table`); ``sid_with_id`` keeps the ID embedding
+  too. Pieces need no events, so added items get them (from their semantic ID) as well.
 
 Training: each position of each training sequence is an example (its prefix predicts the
 next item); with right-padding and a causal mask one pass over a window of ``max_length + 1``
@@ -31,7 +35,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -41,6 +45,7 @@ from pydantic import Field, model_validator
 from tastemaker.data.dataset import Dataset, to_pandas
 from tastemaker.data.vocab import Vocabulary, normalize_ids
 from tastemaker.models.base import Recommender, ScoringBatch
+from tastemaker.models.neural.item_table import ItemPieces, ItemRepresentationSettings, PieceItemTable
 from tastemaker.models.neural.train import NeuralConfig, TrainResult, arrays_to_state, fit_module, holdout_last
 from tastemaker.models.neural.train import ndcg_at_10, resolve_device, seed_everything, state_to_arrays
 from tastemaker.types import FitOptions
@@ -49,11 +54,15 @@ import torch  # noqa: E402  (after train.py, which names the missing extra)
 import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
+if TYPE_CHECKING:
+    from tastemaker.content.encoders import TextEncoder
+
 ITEM_CHUNK = 65536  # items encoded at once outside training
 
 
-class TwoTowerConfig(NeuralConfig):
-    """Architecture and loss; training settings come from :class:`NeuralConfig`.
+class TwoTowerConfig(NeuralConfig, ItemRepresentationSettings):
+    """Architecture and loss; training settings come from :class:`NeuralConfig`, the item
+    representation from :class:`~tastemaker.models.neural.item_table.ItemRepresentationSettings`.
     ``batch_size`` counts windows (each gives up to ``max_length`` examples)."""
 
     embedding_size: int = Field(64, ge=1)
@@ -108,10 +117,13 @@ class TwoTowerNet(nn.Module):
     """Both towers. Item content and user feature codes are non-persistent buffers: they move
     with the module, and the artifact stores them as plain arrays."""
 
-    def __init__(self, n_id_items: int, n_categories: int, text_size: int, feature_sizes: list[int], cfg: TwoTowerConfig) -> None:
+    def __init__(
+        self, n_id_items: int, n_categories: int, text_size: int, feature_sizes: list[int], cfg: TwoTowerConfig, table_size: int = 0
+    ) -> None:
         super().__init__()
         d = cfg.embedding_size
         self.id_dropout = cfg.id_dropout
+        self.uses_id = cfg.item_representation == "id" or cfg.sid_with_id
         self.id_embedding = nn.Embedding(max(n_id_items, 1), d)
         self.category_bag = nn.EmbeddingBag(max(n_categories, 1), d, mode="mean")
         self.text_projection = nn.Linear(text_size, d) if text_size else None
@@ -125,6 +137,8 @@ class TwoTowerNet(nn.Module):
         self.user_mlp = nn.Sequential(nn.Linear(d * (2 if feature_sizes else 1), d), nn.GELU(), nn.Linear(d, d))
         for table in (self.id_embedding.weight, self.category_bag.weight, self.position_embedding.weight):
             nn.init.normal_(table, std=d**-0.5)
+        # created last, so that the ID-only tower's seeded weights are unchanged
+        self.piece_table = PieceItemTable(table_size, d) if cfg.item_representation != "id" else None
         self.set_content(
             {"category_indptr": np.zeros(1), "category_indices": np.zeros(0), "text": np.zeros((0, text_size)), "has_id": np.zeros(0)},
             np.zeros((0, len(feature_sizes))),
@@ -138,12 +152,18 @@ class TwoTowerNet(nn.Module):
 
     # ------------------------------------------------------------------ item tower
     def encode_items(self, items: torch.Tensor) -> torch.Tensor:
-        """Item codes (N,) -> L2-normalised vectors (N, d); no ID part for items without one."""
+        """Item codes (N,) -> L2-normalised vectors (N, d); no ID part for items without one.
+        The first part is the ID row, the sum of the item's piece rows, or both."""
         keep = self.has_id[items]
         if self.training and self.id_dropout > 0:
             keep = keep & (torch.rand(len(items), device=items.device) >= self.id_dropout)
         rows = items.clamp(max=self.id_embedding.num_embeddings - 1)
-        parts = [self.id_embedding(rows) * keep[:, None].to(self.id_embedding.weight.dtype)]
+        identity = self.id_embedding(rows) * keep[:, None].to(self.id_embedding.weight.dtype) if self.uses_id else None
+        if self.piece_table is not None:
+            pieces = self.piece_table(items)
+            identity = pieces if identity is None else identity + pieces
+        assert identity is not None
+        parts = [identity]
         starts = self.category_indptr[items]
         counts = self.category_indptr[items + 1] - starts
         offsets = torch.cumsum(counts, 0) - counts
@@ -206,6 +226,7 @@ class TwoTower(Recommender):
     user_feature_codes_: np.ndarray  # (n_users, n_features), 0 = unknown value
     item_vectors_: np.ndarray
     item_table_: torch.Tensor  # the same vectors, on the user tower's device
+    pieces_: ItemPieces | None  # the item -> pieces state (None for "id")
 
     # ------------------------------------------------------------------ training
     def _fit(self, dataset: Dataset, options: FitOptions) -> None:
@@ -219,9 +240,9 @@ class TwoTower(Recommender):
         self.content_ = _item_content(dataset.catalog, self.category_vocab_, None)
         self.content_["has_id"] = np.bincount(windows[windows >= 0], minlength=n_items) > 0
         self.user_feature_codes_, sizes = _user_features(dataset, cfg.user_features)
+        self.pieces_ = ItemPieces.fit(dataset.catalog, cfg, options) if cfg.item_representation != "id" else None
         seed_everything(options.seed)  # the initial weights too
-        self.net_ = TwoTowerNet(n_items, len(self.category_vocab_), self.content_["text"].shape[1], sizes, cfg)
-        self.net_.set_content(self.content_, self.user_feature_codes_)
+        self.net_ = self._make_net(n_items if self.net_uses_id else 0, sizes)
 
         def batches(rng: np.random.Generator) -> Iterator[dict[str, torch.Tensor]]:
             for rows in _bucketed(windows, cfg.batch_size, rng):
@@ -257,6 +278,25 @@ class TwoTower(Recommender):
         )
         self.net_.to("cpu")
         self._refresh_item_vectors()
+
+    @property
+    def net_uses_id(self) -> bool:
+        return self.config.item_representation == "id" or self.config.sid_with_id
+
+    def _make_net(self, n_id_items: int, feature_sizes: list[int]) -> TwoTowerNet:
+        """The towers, with content, user features and (piece modes) item pieces set."""
+        pieces = self.pieces_
+        net = TwoTowerNet(
+            n_id_items, len(self.category_vocab_), self.content_["text"].shape[1], feature_sizes, self.config,
+            pieces.tokenizer.table_size if pieces is not None else 0,
+        )
+        net.set_content(self.content_, self.user_feature_codes_)
+        self._set_pieces(net)
+        return net
+
+    def _set_pieces(self, net: TwoTowerNet) -> None:
+        if self.pieces_ is not None and net.piece_table is not None:
+            net.piece_table.set_pieces(self.pieces_.indptr, self.pieces_.indices)
 
     # ------------------------------------------------------------------ vectors and scoring
     def _refresh_item_vectors(self) -> None:
@@ -304,10 +344,13 @@ class TwoTower(Recommender):
         return self
 
     # ------------------------------------------------------------------ new items
-    def add_items(self, catalog: Any) -> None:
+    def add_items(self, catalog: Any, encoder: TextEncoder | str | None = None) -> None:
         """Append the catalog rows (``item_id``, optional ``title``, ``categories``,
-        ``text_vector``) whose id is new, encoded from content alone (unknown categories are
-        ignored); known ids are left as they are. New items have no events and popularity 0."""
+        ``text_vector``, ``semantic_id``) whose id is new, encoded from content alone (unknown
+        categories are ignored); known ids are left as they are. New items have no events and
+        popularity 0. Piece modes: new items get pieces too, as in
+        :meth:`ItemPieces.add <tastemaker.models.neural.item_table.ItemPieces.add>` (``encoder``,
+        default the config's, encodes the text of rows without a ``semantic_id``)."""
         self._check_fitted()
         frame = to_pandas(catalog)
         frame = frame if "item_id" in frame.columns else frame.rename(columns={"item": "item_id"})
@@ -316,6 +359,9 @@ class TwoTower(Recommender):
         n_old, n_new = len(self.items_), len(frame)
         if not n_new:
             return
+        if self.pieces_ is not None:  # first: a bad row raises before anything changes
+            self.pieces_.add(frame, encoder if encoder is not None else self.config.encoder)
+            self._set_pieces(self.net_)
         new = _item_content(frame, self.category_vocab_, self.content_["text"].shape[1])
         new["category_indptr"] = self.content_["category_indptr"][-1] + new["category_indptr"][1:]
         new["has_id"] = np.zeros(n_new, dtype=bool)
@@ -338,6 +384,7 @@ class TwoTower(Recommender):
     # ------------------------------------------------------------------ persistence
     def _arrays(self) -> dict[str, np.ndarray]:
         return {
+            **(self.pieces_.to_arrays("pieces.") if self.pieces_ is not None else {}),
             **state_to_arrays(self.net_),
             **{f"content.{k}": v for k, v in self.content_.items()},
             "category_ids": self.category_vocab_.ids.astype(str),
@@ -349,12 +396,9 @@ class TwoTower(Recommender):
         self.content_ = {k.removeprefix("content."): v for k, v in arrays.items() if k.startswith("content.")}
         self.category_vocab_ = Vocabulary(arrays["category_ids"].tolist(), name="category")
         self.user_feature_codes_ = arrays["user_feature_codes"]
-        self.net_ = TwoTowerNet(
-            arrays["weights.id_embedding.weight"].shape[0], len(self.category_vocab_),
-            self.content_["text"].shape[1], arrays["user_feature_sizes"].tolist(), self.config,
-        )
+        self.pieces_ = ItemPieces.from_arrays(arrays, "pieces.") if self.config.item_representation != "id" else None
+        self.net_ = self._make_net(arrays["weights.id_embedding.weight"].shape[0], arrays["user_feature_sizes"].tolist())
         self.net_.load_state_dict(arrays_to_state(arrays))
-        self.net_.set_content(self.content_, self.user_feature_codes_)
         self._refresh_item_vectors()
 
 
