@@ -7,7 +7,11 @@
   ``get_encoder`` registry; vectors are cached on disk by text hash
   (:mod:`~tastemaker.content.cache`);
 * :mod:`~tastemaker.content.semantic_ids`: ``SemanticIDs``, an RQ-VAE with collision breaking
-  (needs torch), and ``semantic_id_table``.
+  (needs torch), and ``semantic_id_table``;
+* :mod:`~tastemaker.content.sid_tokens`: ``ItemTokenizer``, item -> embedding-table pieces
+  (hashed IDs, SID n-grams, SentencePiece over SIDs);
+* :mod:`~tastemaker.content.features`: the catalog columns models read (``text_vector``,
+  ``semantic_id``): ``text_vectors``, ``with_text_vectors``, ``with_semantic_ids``.
 
 Names are imported lazily: ``import tastemaker.content`` loads neither torch nor
 sentence-transformers.
@@ -34,6 +38,11 @@ _LAZY = {
     "SemanticIDs": "tastemaker.content.semantic_ids",
     "SemanticIDConfig": "tastemaker.content.semantic_ids",
     "semantic_id_table": "tastemaker.content.semantic_ids",
+    "ItemTokenizer": "tastemaker.content.sid_tokens",
+    "item_texts": "tastemaker.content.features",
+    "text_vectors": "tastemaker.content.features",
+    "with_text_vectors": "tastemaker.content.features",
+    "with_semantic_ids": "tastemaker.content.features",
 }
 
 __all__ = list(_LAZY)
