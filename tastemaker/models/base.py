@@ -224,7 +224,7 @@ class Recommender(ABC):
                 rows = np.repeat(np.arange(len(batch)), np.diff(history.indptr))
                 scores[rows, history.indices] = -np.inf
             k = min(n, scores.shape[1])
-            part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+            part = top_k_unordered(scores, k)
             part_scores = np.take_along_axis(scores, part, axis=1)
             order = np.lexsort((part, -part_scores), axis=1)  # ties: lower code first
             top = np.take_along_axis(part, order, axis=1)
@@ -303,8 +303,23 @@ def _top_n(
     if len(blocked):
         scores[blocked] = -np.inf
     k = min(n, len(scores))
-    part = np.argpartition(-scores, k - 1)[:k]
+    part = top_k_unordered(scores[None, :], k)[0]
     order = np.lexsort((part, -scores[part]))
     top = part[order]
     top = top[np.isfinite(scores[top])]
     return top.astype(np.int32), scores[top]
+
+
+def top_k_unordered(scores: np.ndarray, k: int) -> np.ndarray:
+    """Column indices of the ``k`` best scores of each row, in no particular order, where a tie
+    at the cut goes to the lower index (``argpartition`` alone cuts a tied group anywhere, so
+    e.g. popularity's zero scores would pick arbitrary items)."""
+    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    cut = np.take_along_axis(scores, part, axis=1).min(axis=1)
+    tied_in = (np.take_along_axis(scores, part, axis=1) == cut[:, None]).sum(axis=1)
+    tied_all = (scores == cut[:, None]).sum(axis=1)
+    for row in np.flatnonzero((tied_all > tied_in) & np.isfinite(cut)):
+        above = np.flatnonzero(scores[row] > cut[row])
+        tied = np.flatnonzero(scores[row] == cut[row])[: k - len(above)]
+        part[row] = np.concatenate([above, tied])
+    return part

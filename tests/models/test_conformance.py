@@ -37,3 +37,20 @@ class TestALS(RecommenderConformance):
 class TestBPR(RecommenderConformance):
     def make_model(self):
         return BPR(embedding_size=8, learning_rate=0.05, epochs=200)
+
+
+def test_ties_at_the_cut_go_to_the_lower_code() -> None:
+    """argpartition cuts a tied group anywhere; the top-k must take the lowest codes of it."""
+    import numpy as np
+
+    from tastemaker.models.base import _top_n, top_k_unordered
+
+    rng = np.random.default_rng(0)
+    scores = np.zeros((50, 400), dtype=np.float32)
+    scores[:, 7] = 2.0  # one clear winner, then 399 tied items
+    for row in scores:
+        row[rng.choice(400, 3, replace=False)] = -1.0
+    part = top_k_unordered(scores, 5)
+    assert all(sorted(p) == sorted([7, *[c for c in range(400) if c != 7 and scores[r, c] == 0][:4]]) for r, p in enumerate(part))
+    codes, _ = _top_n(scores[0], 5, np.array([0], dtype=np.int64), None)
+    assert codes.tolist() == [7, *[c for c in range(1, 400) if c != 7 and scores[0, c] == 0][:4]]

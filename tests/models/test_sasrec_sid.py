@@ -306,3 +306,25 @@ def test_movielens_directors_cuts_rank_where_their_originals_do(tmp_path: Path) 
             kept = [_sid_of(model, f"cut-{o}")[:3] == _sid_of(model, o)[:3] for o in originals]
             assert sum(kept) >= 7, kept
     assert top100["sid-spm"] >= 0.4 and top100["id"] < 0.01, top100
+
+
+def test_augmented_ids_leave_items_without_training_events_to_their_pieces(successor: Dataset, tmp_path: Path) -> None:
+    """With ``sid_with_id`` an item that never occurs in training uses no ID row (an untrained
+    row is only ever pushed down by the softmax): its vector is the sum of its piece rows, also
+    after a save/load round trip."""
+    data = successor.with_interactions(successor.interactions[successor.interactions["item"] != successor.items.code("i7")])
+    catalog = data.catalog.copy()
+    catalog["semantic_id"] = [(7 // 5, 7 % 5, 1) if item == "i7" else _ring_sid(int(item[1:])) for item in catalog["item_id"]]
+    model = SASRec(**FAST, item_representation="sid-ngram", table_size=256, sid_with_id=True)
+    model.fit(replace(data, catalog=catalog), FitOptions(seed=0))
+    table = model.net_.item_table
+    assert table is not None and table.id_embedding is not None
+    cold = model.items_.code("i7")
+    assert table.id_mask[cold] == 0 and table.id_mask.sum() == len(model.items_) - 1
+    import torch
+
+    with torch.no_grad():
+        pieces_only = table.pieces.weight[model.pieces_.indices[model.pieces_.indptr[cold] : model.pieces_.indptr[cold + 1]]].sum(0)
+        assert torch.allclose(table()[cold], pieces_only)
+    loaded = SASRec.load(model.save(tmp_path / "m"))
+    assert float(loaded.net_.item_table.id_mask[cold]) == 0.0

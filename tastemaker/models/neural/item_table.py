@@ -221,7 +221,15 @@ class PieceItemTable(nn.Module):
         nn.init.normal_(self.pieces.weight, std=d**-0.5)
         if self.id_embedding is not None:
             nn.init.normal_(self.id_embedding.weight, std=d**-0.5)
+            # 1 = the item had training events. An ID row that never saw a positive is only pushed
+            # down by the softmax; adding it would bury a cold item that its pieces could place.
+            self.register_buffer("id_mask", torch.ones(n_id_items))
         self.set_pieces(np.zeros(1, np.int64), np.zeros(0, np.int64))
+
+    def set_id_mask(self, trained: np.ndarray) -> None:
+        """Which of the ID rows are used (items with training events); the others stay zero."""
+        if self.id_embedding is not None:
+            self.id_mask.copy_(torch.as_tensor(trained[: len(self.id_mask)], dtype=self.id_mask.dtype))
 
     def set_pieces(self, indptr: np.ndarray, indices: np.ndarray) -> None:
         device = self.pieces.weight.device
@@ -234,7 +242,7 @@ class PieceItemTable(nn.Module):
         if items is None:
             vectors: torch.Tensor = self.pieces(self.indices, self.indptr)
             if self.id_embedding is not None:
-                ids = self.id_embedding.weight
+                ids = self.id_embedding.weight * self.id_mask[:, None]
                 vectors = vectors + nn.functional.pad(ids, (0, 0, 0, len(vectors) - len(ids)))
             return vectors
         starts = self.indptr[items]
@@ -244,6 +252,7 @@ class PieceItemTable(nn.Module):
         vectors = self.pieces(self.indices[torch.repeat_interleave(starts, counts) + within], bounds)
         if self.id_embedding is not None:
             n_id = self.id_embedding.num_embeddings
-            has_id = (items < n_id).unsqueeze(1).to(vectors.dtype)
-            vectors = vectors + self.id_embedding(items.clamp(max=n_id - 1)) * has_id
+            rows = items.clamp(max=n_id - 1)
+            has_id = ((items < n_id).to(vectors.dtype) * self.id_mask[rows]).unsqueeze(1)
+            vectors = vectors + self.id_embedding(rows) * has_id
         return vectors

@@ -127,6 +127,12 @@ class SASRecNet(nn.Module):
             with torch.no_grad():
                 self.item_embedding.weight[0].zero_()
 
+    def set_id_mask(self, trained: np.ndarray) -> None:
+        """``sid_with_id``: only items with training events use their ID row."""
+        for table in (self.item_table, self.output_table):
+            if table is not None:
+                table.set_id_mask(trained)
+
     def set_pieces(self, indptr: np.ndarray, indices: np.ndarray) -> None:
         """Every item's pieces (CSR, item code order), for the piece tables."""
         for table in (self.item_table, self.output_table):
@@ -187,6 +193,10 @@ class SASRec(Recommender):
         rng = np.random.default_rng(options.seed)
         holdout = holdout_last(dataset.sequences(), cfg.validation_users, rng)
         windows = [s[-(cfg.max_length + 1) :] for s in holdout.train if len(s) >= 2]
+        if cfg.sid_with_id:
+            trained = np.zeros(n_items, dtype=bool)
+            trained[np.concatenate(windows) if windows else []] = True
+            self.net_.set_id_mask(trained)
         n_batches = -(-len(windows) // cfg.batch_size)
 
         def batches(epoch_rng: np.random.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
