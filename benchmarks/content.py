@@ -328,6 +328,12 @@ def point_to_prove(label: str, models: dict[str, dict[str, Any]]) -> list[str]:
             f"{content[best]['slices'][slice_name][f'ndcg@{K}']:.4f} vs SASRec-ID "
             f"{base['slices'][slice_name][f'ndcg@{K}']:.4f} ({diff:+.4f}, {verdict}; its all-slice {d_all:+.4f}, {v_all})"
         )
+    both = []
+    for name, record in content.items():  # gains on cold AND long tail, and no clear overall loss
+        verdicts = {sl: _verdict(record["slices"][sl], base["slices"][sl]) for sl in ("cold", "long-tail", "all")}
+        if verdicts["cold"][1] == verdicts["long-tail"][1] == "clear gain" and verdicts["all"][1] != "clear loss":
+            both.append(f"`{name}` (all {verdicts['all'][0]:+.4f}, {verdicts['all'][1]})")
+    parts.append("clear gains on both cold and long tail with no clear overall loss: " + (", ".join(both) or "none"))
     return [f"- **{label}**: " + "; ".join(parts) + "."]
 
 
