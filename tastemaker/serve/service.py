@@ -58,7 +58,7 @@ class Service:
         self._engines: dict[str, Engine] = {}
         active = self.registry.active()
         if active:
-            self.engine = self.registry.load(active, settings.ann_exact_below)
+            self.engine = self._load(active)
         self._train_lock = threading.Lock()
         self.training: dict[str, Any] = {"state": "idle"}
         self._stop = threading.Event()
@@ -123,7 +123,7 @@ class Service:
         if version in ("active", self.engine.version):
             return self.engine
         if version not in self._engines:
-            self._engines[version] = self.registry.load(version, self.settings.ann_exact_below)
+            self._engines[version] = self._load(version)
         return self._engines[version]
 
     def recommend(self, request: Request) -> tuple[list[Recommendation], str | None, str | None, list[str] | None]:
@@ -225,6 +225,20 @@ class Service:
         finally:
             self._train_lock.release()
 
+    def _load(self, version: str) -> Engine:
+        """A version's engine, with the catalog items that arrived after it was trained added
+        where the model can represent them by content (so a restart does not drop them)."""
+        engine = self.registry.load(version, self.settings.ann_exact_below)
+        if engine.model is not None and hasattr(engine.model, "add_items"):
+            known = engine.model.items_
+            later = [it for it in self.store.list_items(available_only=False, limit=None) if it.item_id not in known]  # type: ignore[attr-defined]
+            if later:
+                try:
+                    engine.add_items(later)
+                except Exception as exc:  # noqa: BLE001 — they still come with the next retraining
+                    log.warning("items added after %s could not join it: %s", version, exc)
+        return engine
+
     def train_in_background(self, **kwargs: Any) -> str:
         job = uuid.uuid4().hex[:12]
 
@@ -238,13 +252,13 @@ class Service:
         return job
 
     def activate(self, version: str) -> None:
-        engine = self.registry.load(version, self.settings.ann_exact_below)  # load fully before anyone can see it
+        engine = self._load(version)  # load fully before anyone can see it
         self.registry.activate(version)
         self.engine = engine  # the swap: one reference assignment
 
     def rollback(self) -> str:
         version = self.registry.rollback()
-        self.engine = self.registry.load(version, self.settings.ann_exact_below)
+        self.engine = self._load(version)
         return version
 
     def status(self) -> dict[str, Any]:

@@ -382,3 +382,6 @@ def test_a_new_item_is_recommended_from_its_content_before_any_retraining(tmp_pa
     assert "d-new" in ranked and all(genre_of(i) == "drama" for i in ranked)
     reason = next(i["reason"] for i in body["items"] if i["item_id"] == "d-new")
     assert reason.startswith("new item like Drama film"), reason
+    with live_server(settings) as client:  # a restart: the stored version lacks it, the store has it
+        again = client.get("/v1/users/drama-fan-3/recommendations", params={"n": 4}).json()
+    assert "d-new" in [i["item_id"] for i in again["items"]]
