@@ -38,9 +38,9 @@ from pydantic import BaseModel, ConfigDict
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
-from tastemaker.data.dataset import Dataset
-from tastemaker.data.vocab import Vocabulary
-from tastemaker.errors import NotFittedError
+from tastemaker.data.dataset import Dataset, to_pandas
+from tastemaker.data.vocab import Vocabulary, normalize_ids
+from tastemaker.errors import DataError, NotFittedError
 from tastemaker.types import FitOptions, ItemList, Query
 
 SCORE_BATCH = 512  # most queries scored at once
@@ -248,6 +248,29 @@ class Recommender(ABC):
             scores, _ = self._scores_with_fallback(resolved)
             out[start : start + len(resolved)][:, known] = scores[:, codes[known]]
         return out
+
+    # ------------------------------------------------------------------ new items (for add_items)
+    def _new_catalog_rows(self, catalog: Any) -> Any:
+        """The rows of ``catalog`` (pandas/polars/Arrow, ``item_id`` or ``item`` column) whose id
+        the model does not know yet, first occurrence of each id, in order (a pandas frame)."""
+        frame = to_pandas(catalog)
+        frame = frame if "item_id" in frame.columns else frame.rename(columns={"item": "item_id"})
+        if "item_id" not in frame.columns:
+            raise DataError(f"add_items needs an 'item_id' column; columns are {list(frame.columns)}")
+        frame = frame.assign(item_id=normalize_ids(frame["item_id"])).drop_duplicates("item_id")
+        return frame[self.items_.encode(frame["item_id"], missing="mark") < 0].reset_index(drop=True)
+
+    def _append_items(self, frame: Any) -> None:
+        """Grow the item bookkeeping by ``frame``'s rows (from :meth:`_new_catalog_rows`):
+        vocabulary, titles, popularity 0 and empty seen-item columns (sequences are unchanged:
+        nobody has seen the new items)."""
+        n_old, n_new = len(self.items_), len(frame)
+        self.items_ = self.items_.extend(frame["item_id"])
+        titles = frame["title"].fillna("").astype(str).to_numpy(dtype=object) if "title" in frame.columns else np.full(n_new, "")
+        self.item_titles_ = np.concatenate([self.item_titles_, titles.astype(str)])
+        self.item_popularity_ = np.concatenate([self.item_popularity_, np.zeros(n_new, dtype=np.int64)])
+        seen = self.user_items_
+        self.user_items_ = sp.csr_matrix((seen.data, seen.indices, seen.indptr), shape=(seen.shape[0], n_old + n_new))
 
     # ------------------------------------------------------------------ explanations
     def item_affinity(self, history: np.ndarray, items: np.ndarray) -> np.ndarray | None:

@@ -31,8 +31,7 @@ from pydantic import Field, field_validator
 
 from tastemaker.content.encoders import TextEncoder, l2_normalise
 from tastemaker.content.features import item_texts, stored_vectors, text_vectors
-from tastemaker.data.dataset import Dataset, to_pandas
-from tastemaker.data.vocab import normalize_ids
+from tastemaker.data.dataset import Dataset
 from tastemaker.errors import DataError
 from tastemaker.models.base import ModelConfig, Recommender, ScoringBatch
 from tastemaker.types import FitOptions
@@ -146,29 +145,6 @@ def _named_encoder(name: str, options: FitOptions | None) -> TextEncoder:
     return get_encoder(name, threads=options.threads, device=options.device)
 
 
-def new_catalog_rows(model: Recommender, catalog: Any) -> pd.DataFrame:
-    """The rows of ``catalog`` (pandas/polars/Arrow, ``item_id`` or ``item`` column) whose id
-    the model does not know yet, first occurrence of each id, in order."""
-    frame = to_pandas(catalog)
-    frame = frame if "item_id" in frame.columns else frame.rename(columns={"item": "item_id"})
-    if "item_id" not in frame.columns:
-        raise DataError(f"add_items needs an 'item_id' column; columns are {list(frame.columns)}")
-    frame = frame.assign(item_id=normalize_ids(frame["item_id"])).drop_duplicates("item_id")
-    return frame[model.items_.encode(frame["item_id"], missing="mark") < 0].reset_index(drop=True)
-
-
-def append_items(model: Recommender, frame: pd.DataFrame) -> None:
-    """Grow the base class's item bookkeeping by ``frame``'s rows: vocabulary, titles,
-    popularity 0 and empty seen-item columns (sequences are unchanged: nobody has seen them)."""
-    n_old, n_new = len(model.items_), len(frame)
-    model.items_ = model.items_.extend(frame["item_id"])
-    titles = frame["title"].fillna("").astype(str).to_numpy(dtype=object) if "title" in frame.columns else np.full(n_new, "")
-    model.item_titles_ = np.concatenate([model.item_titles_, titles.astype(str)])
-    model.item_popularity_ = np.concatenate([model.item_popularity_, np.zeros(n_new, dtype=np.int64)])
-    seen = model.user_items_
-    model.user_items_ = sp.csr_matrix((seen.data, seen.indices, seen.indptr), shape=(seen.shape[0], n_old + n_new))
-
-
 def batch_sequences(batch: ScoringBatch) -> list[np.ndarray]:
     """The batch's time-ordered sequences, or its history rows as they are when it has none."""
     if batch.sequences is not None:
@@ -242,10 +218,10 @@ class ContentRetrieval(Recommender):
         encoded by the model's encoder; known ids are left as they are. New items have no
         events and popularity 0, and are scored like every other item at once."""
         self._check_fitted()
-        frame = new_catalog_rows(self, catalog)
+        frame = self._new_catalog_rows(catalog)
         if len(frame):
             vectors = self.text_.encode_new(frame)
-            append_items(self, frame)
+            self._append_items(frame)
             self.text_.extend(vectors)
 
     def _arrays(self) -> dict[str, np.ndarray]:

@@ -6,7 +6,6 @@ The baseline every other model must beat, and the fallback for users with no his
 from __future__ import annotations
 
 import numpy as np
-import scipy.sparse as sp
 
 from tastemaker.data.dataset import Dataset
 from tastemaker.models.base import ModelConfig, Recommender, ScoringBatch

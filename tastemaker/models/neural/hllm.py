@@ -43,7 +43,7 @@ from torch import nn
 
 from tastemaker.data.dataset import Dataset
 from tastemaker.models.base import Recommender, ScoringBatch
-from tastemaker.models.content import ItemText, append_items, batch_sequences, new_catalog_rows
+from tastemaker.models.content import ItemText, batch_sequences
 from tastemaker.models.neural.sasrec import _length_bucketed_batches, _pad
 from tastemaker.models.neural.train import (
     NeuralConfig,
@@ -317,12 +317,12 @@ class HLLM(Recommender):
         Known ids are left as they are; new items have no events, popularity 0 and no ID
         embedding. A text vector of another dimension is a :class:`DataError`."""
         self._check_fitted()
-        frame = new_catalog_rows(self, catalog)
+        frame = self._new_catalog_rows(catalog)
         if not len(frame):
             return
         vectors = self.text_.encode_new(frame)
         n_old = len(self.items_)
-        append_items(self, frame)
+        self._append_items(frame)
         self.text_.extend(vectors)
         self.has_id_ = np.concatenate([self.has_id_, np.zeros(len(frame), dtype=bool)])
         self.net_.set_items(self.text_.vectors, self.has_id_)

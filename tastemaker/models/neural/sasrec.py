@@ -42,14 +42,12 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from tastemaker.data.dataset import Dataset, to_pandas
-from tastemaker.data.vocab import normalize_ids
+from tastemaker.data.dataset import Dataset
 from tastemaker.models.base import Recommender, ScoringBatch
 from tastemaker.models.neural.item_table import ItemPieces, ItemRepresentationSettings, PieceItemTable
 from tastemaker.models.neural.train import (
@@ -275,10 +273,7 @@ class SASRec(Recommender):
 
         With ``sid_with_id`` new items have pieces only (no ID row)."""
         self._check_fitted()
-        frame = to_pandas(catalog)
-        frame = frame if "item_id" in frame.columns else frame.rename(columns={"item": "item_id"})
-        frame = frame.assign(item_id=normalize_ids(frame["item_id"])).drop_duplicates("item_id")
-        frame = frame[self.items_.encode(frame["item_id"], missing="mark") < 0].reset_index(drop=True)
+        frame = self._new_catalog_rows(catalog)
         n_old, n_new = len(self.items_), len(frame)
         if not n_new:
             return
@@ -294,12 +289,7 @@ class SASRec(Recommender):
         self.net_ = self._make_net(n_old + n_new, n_id_items).to(device)
         self.net_.load_state_dict(state)
         self.net_.eval()
-        self.items_ = self.items_.extend(frame["item_id"])
-        titles = frame["title"].fillna("").astype(str).to_numpy(dtype=object) if "title" in frame.columns else np.full(n_new, "")
-        self.item_titles_ = np.concatenate([self.item_titles_, titles.astype(str)])
-        self.item_popularity_ = np.concatenate([self.item_popularity_, np.zeros(n_new, dtype=np.int64)])
-        seen = self.user_items_
-        self.user_items_ = sp.csr_matrix((seen.data, seen.indices, seen.indptr), shape=(seen.shape[0], n_old + n_new))
+        self._append_items(frame)
 
     @staticmethod
     def _n_id_items(state: dict[str, Any]) -> int:

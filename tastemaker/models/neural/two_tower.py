@@ -39,11 +39,10 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 from pydantic import Field, model_validator
 
-from tastemaker.data.dataset import Dataset, to_pandas
-from tastemaker.data.vocab import Vocabulary, normalize_ids
+from tastemaker.data.dataset import Dataset
+from tastemaker.data.vocab import Vocabulary
 from tastemaker.models.base import Recommender, ScoringBatch
 from tastemaker.models.neural.item_table import ItemPieces, ItemRepresentationSettings, PieceItemTable
 from tastemaker.models.neural.train import NeuralConfig, TrainResult, arrays_to_state, fit_module, holdout_last
@@ -352,10 +351,7 @@ class TwoTower(Recommender):
         :meth:`ItemPieces.add <tastemaker.models.neural.item_table.ItemPieces.add>` (``encoder``,
         default the config's, encodes the text of rows without a ``semantic_id``)."""
         self._check_fitted()
-        frame = to_pandas(catalog)
-        frame = frame if "item_id" in frame.columns else frame.rename(columns={"item": "item_id"})
-        frame = frame.assign(item_id=normalize_ids(frame["item_id"])).drop_duplicates("item_id")
-        frame = frame[self.items_.encode(frame["item_id"], missing="mark") < 0].reset_index(drop=True)
+        frame = self._new_catalog_rows(catalog)
         n_old, n_new = len(self.items_), len(frame)
         if not n_new:
             return
@@ -366,12 +362,7 @@ class TwoTower(Recommender):
         new["category_indptr"] = self.content_["category_indptr"][-1] + new["category_indptr"][1:]
         new["has_id"] = np.zeros(n_new, dtype=bool)
         self.content_ = {k: np.concatenate([v, new[k]]) for k, v in self.content_.items()}
-        self.items_ = self.items_.extend(frame["item_id"])
-        titles = frame["title"].fillna("").astype(str).to_numpy(dtype=object) if "title" in frame.columns else np.full(n_new, "")
-        self.item_titles_ = np.concatenate([self.item_titles_, titles.astype(str)])
-        self.item_popularity_ = np.concatenate([self.item_popularity_, np.zeros(n_new, dtype=np.int64)])
-        seen = self.user_items_
-        self.user_items_ = sp.csr_matrix((seen.data, seen.indices, seen.indptr), shape=(seen.shape[0], n_old + n_new))
+        self._append_items(frame)
         self.net_.set_content(self.content_, self.user_feature_codes_)
         self.net_.eval()
         device = self.item_table_.device
