@@ -202,8 +202,7 @@ def _text_vectors(train: Any, args: argparse.Namespace) -> tuple[Any, dict[str, 
     from tastemaker.content.encoders import get_encoder
     from tastemaker.content.features import item_texts, with_text_vectors
 
-    split_train = train
-    texts = item_texts(split_train.catalog)
+    texts = item_texts(train.catalog)
     sample = texts[: args.encoder_sample]
     uncached = get_encoder("minilm", threads=THREADS, cache=False, progress=False)
     uncached.encode(["warm-up: load the model"])
@@ -214,7 +213,7 @@ def _text_vectors(train: Any, args: argparse.Namespace) -> tuple[Any, dict[str, 
     cache = encoder.cache
     misses = cache.misses if cache is not None else 0
     started = time.perf_counter()
-    train = with_text_vectors(split_train, encoder)
+    train = with_text_vectors(train, encoder)
     encode_s = time.perf_counter() - started
     computed = (cache.misses - misses) if cache is not None else len(texts)
     print(f"MiniLM: {rate:.0f} items/s uncached ({len(sample)} texts); all {len(texts)} in "

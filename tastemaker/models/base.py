@@ -314,6 +314,27 @@ class Recommender(ABC):
         return model
 
 
+class VectorRecommender(Recommender):
+    """A recommender whose scores are dot products of a query vector (:meth:`user_vectors`,
+    from the query's history) and item vectors (:meth:`item_vectors`): two-tower, HLLM and
+    content retrieval. The service serves such models through a vector index. A query whose
+    vector is all zeros (nothing to go on) gets popularity instead."""
+
+    @abstractmethod
+    def user_vectors(self, batch: ScoringBatch) -> np.ndarray:
+        """(len(batch), dim) query vectors; zeros where there is nothing to go on."""
+
+    @abstractmethod
+    def item_vectors(self) -> np.ndarray:
+        """(n_items, dim) item vectors."""
+
+    def _score(self, batch: ScoringBatch) -> np.ndarray:
+        vectors = self.user_vectors(batch)
+        scores = vectors @ self.item_vectors().T
+        scores[~vectors.any(axis=1)] = self.item_popularity_  # e.g. a known user without events
+        return scores
+
+
 def _top_n(
     scores: np.ndarray, n: int, blocked: np.ndarray, allowed: np.ndarray | None
 ) -> tuple[np.ndarray, np.ndarray]:

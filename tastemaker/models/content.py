@@ -33,7 +33,7 @@ from tastemaker.content.encoders import TextEncoder, l2_normalise
 from tastemaker.content.features import item_texts, stored_vectors, text_vectors
 from tastemaker.data.dataset import Dataset
 from tastemaker.errors import DataError
-from tastemaker.models.base import ModelConfig, Recommender, ScoringBatch
+from tastemaker.models.base import ModelConfig, ScoringBatch, VectorRecommender
 from tastemaker.types import FitOptions
 
 _TFIDF_NAMES = {"tfidf", "tfidf-svd"}
@@ -171,7 +171,7 @@ class ContentRetrievalConfig(ModelConfig):
         return value
 
 
-class ContentRetrieval(Recommender):
+class ContentRetrieval(VectorRecommender):
     """Cosine between each item's text vector and the recency-weighted mean of the user's
     latest item vectors (see the module docstring). Serves through a vector index."""
 
@@ -206,12 +206,6 @@ class ContentRetrieval(Recommender):
         items = np.concatenate([*sequences, np.zeros(0, np.int64)])
         mixing = sp.csr_matrix((weights, (rows, items)), shape=(len(sequences), len(self.text_.vectors)))
         return l2_normalise(np.asarray(mixing @ self.text_.vectors))
-
-    def _score(self, batch: ScoringBatch) -> np.ndarray:
-        vectors = self.user_vectors(batch)
-        scores = vectors @ self.text_.vectors.T
-        scores[~vectors.any(axis=1)] = self.item_popularity_  # nothing to go on (e.g. no events)
-        return scores
 
     def add_items(self, catalog: Any) -> None:
         """Append the catalog rows whose id is new, with their ``text_vector`` or their text

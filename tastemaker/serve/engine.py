@@ -403,6 +403,11 @@ class CatalogView:
                 self.popularity[item_id] = self.popularity.get(item_id, 0) + 1
             # no re-sort here: the fallback order refreshes at most every RERANK_SECONDS
 
+    def item_ids(self) -> list[str]:
+        """Every item in the catalog."""
+        with self.lock:
+            return list(self._titles)
+
     def title(self, item_id: str) -> str:
         return self._titles.get(item_id, "")
 

@@ -231,10 +231,10 @@ class Service:
         engine = self.registry.load(version, self.settings.ann_exact_below)
         if engine.model is not None and hasattr(engine.model, "add_items"):
             known = engine.model.items_
-            later = [it for it in self.store.list_items(available_only=False, limit=None) if it.item_id not in known]  # type: ignore[attr-defined]
-            if later:
+            later = [item_id for item_id in self.catalog.item_ids() if item_id not in known]  # from memory
+            if later:  # only these are read back from the store (their text and attributes)
                 try:
-                    engine.add_items(later)
+                    engine.add_items([it for it in self.store.get_items(later) if it is not None])  # type: ignore[attr-defined]
                 except Exception as exc:  # noqa: BLE001 — they still come with the next retraining
                     log.warning("items added after %s could not join it: %s", version, exc)
         return engine

@@ -42,7 +42,7 @@ from pydantic import Field, model_validator
 from torch import nn
 
 from tastemaker.data.dataset import Dataset
-from tastemaker.models.base import Recommender, ScoringBatch
+from tastemaker.models.base import ScoringBatch, VectorRecommender
 from tastemaker.models.content import ItemText, batch_sequences
 from tastemaker.models.neural.sasrec import _length_bucketed_batches, _pad
 from tastemaker.models.neural.train import (
@@ -51,6 +51,7 @@ from tastemaker.models.neural.train import (
     arrays_to_state,
     fit_module,
     holdout_last,
+    items_in,
     ndcg_at_10,
     resolve_device,
     seed_everything,
@@ -213,7 +214,7 @@ def batch_loss(net: HLLMNet, inputs: torch.Tensor, targets: torch.Tensor, n_item
     )
 
 
-class HLLM(Recommender):
+class HLLM(VectorRecommender):
     """Text-based sequential recommender: frozen text vectors -> trained projection -> causal
     user transformer, trained with HLLM's InfoNCE (see the module docstring)."""
 
@@ -236,9 +237,7 @@ class HLLM(Recommender):
         self.text_ = ItemText.fit(dataset.catalog, cfg.encoder, options)
         holdout = holdout_last(dataset.sequences(), cfg.validation_users, np.random.default_rng(options.seed))
         windows = [s[-(cfg.max_length + 1) :] for s in holdout.train if len(s) >= 2]
-        self.has_id_ = np.zeros(n_items, dtype=bool)
-        if cfg.id_embedding and windows:
-            self.has_id_[np.concatenate(windows)] = True
+        self.has_id_ = items_in(windows, n_items) if cfg.id_embedding else np.zeros(n_items, dtype=bool)
         seed_everything(options.seed)  # the initial weights are part of what the seed fixes
         self.net_ = HLLMNet(self.text_.dimension, n_items if cfg.id_embedding else 0, cfg)
         self.net_.set_items(self.text_.vectors, self.has_id_)
@@ -295,12 +294,6 @@ class HLLM(Recommender):
                 vectors = self.net_.user_vectors(self.item_table_, [sequences[i] for i in part], self.config.max_length)
             out[part] = vectors.float().cpu().numpy()
         return out
-
-    def _score(self, batch: ScoringBatch) -> np.ndarray:
-        vectors = self.user_vectors(batch)
-        scores = vectors @ self.item_vectors_.T
-        scores[~vectors.any(axis=1)] = self.item_popularity_  # e.g. a known user without events
-        return scores
 
     def to(self, device: str) -> HLLM:
         """Run the user model on ``device`` (e.g. ``"cuda"``); scores still come back as numpy."""

@@ -56,6 +56,7 @@ from tastemaker.models.neural.train import (
     arrays_to_state,
     fit_module,
     holdout_last,
+    items_in,
     ndcg_at_10,
     resolve_device,
     seed_everything,
@@ -192,9 +193,7 @@ class SASRec(Recommender):
         holdout = holdout_last(dataset.sequences(), cfg.validation_users, rng)
         windows = [s[-(cfg.max_length + 1) :] for s in holdout.train if len(s) >= 2]
         if cfg.sid_with_id:
-            trained = np.zeros(n_items, dtype=bool)
-            trained[np.concatenate(windows) if windows else []] = True
-            self.net_.set_id_mask(trained)
+            self.net_.set_id_mask(items_in(windows, n_items))
         n_batches = -(-len(windows) // cfg.batch_size)
 
         def batches(epoch_rng: np.random.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

@@ -232,6 +232,17 @@ def holdout_last(sequences: list[np.ndarray], max_users: int, rng: np.random.Gen
     return Holdout(train, users, targets)
 
 
+def items_in(sequences: list[np.ndarray] | np.ndarray, n_items: int) -> np.ndarray:
+    """(n_items,) bool: which item codes occur in ``sequences`` (arrays of codes, or one padded
+    matrix; negative codes are padding). Models give an ID embedding only to these items: an ID
+    row that never saw a training event holds nothing but its initial noise."""
+    if isinstance(sequences, np.ndarray):
+        flat = sequences.ravel()
+    else:
+        flat = np.concatenate([np.asarray(s).ravel() for s in sequences]) if len(sequences) else np.zeros(0, np.int64)
+    return np.bincount(flat[flat >= 0].astype(np.int64), minlength=n_items) > 0
+
+
 def ndcg_at_10(scores: torch.Tensor, targets: torch.Tensor, seen: list[np.ndarray]) -> float:
     """Mean NDCG@10 of one held-out target per row, full ranking with seen items masked."""
     scores = scores.float().clone()

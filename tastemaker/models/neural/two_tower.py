@@ -43,9 +43,9 @@ from pydantic import Field, model_validator
 
 from tastemaker.data.dataset import Dataset
 from tastemaker.data.vocab import Vocabulary
-from tastemaker.models.base import Recommender, ScoringBatch
+from tastemaker.models.base import ScoringBatch, VectorRecommender
 from tastemaker.models.neural.item_table import ItemPieces, ItemRepresentationSettings, PieceItemTable
-from tastemaker.models.neural.train import NeuralConfig, TrainResult, arrays_to_state, fit_module, holdout_last
+from tastemaker.models.neural.train import NeuralConfig, TrainResult, arrays_to_state, fit_module, holdout_last, items_in
 from tastemaker.models.neural.train import ndcg_at_10, resolve_device, seed_everything, state_to_arrays
 from tastemaker.types import FitOptions
 
@@ -209,7 +209,7 @@ class TwoTowerNet(nn.Module):
         return states[torch.arange(len(sequences), device=table.device), (lengths - 1).clamp(min=0)]
 
 
-class TwoTower(Recommender):
+class TwoTower(VectorRecommender):
     """Two-tower retrieval with content features, logQ-corrected in-batch softmax and ID
     dropout for content cold start (see the module docstring)."""
 
@@ -237,7 +237,7 @@ class TwoTower(Recommender):
         frequency = np.maximum(np.bincount(targets, minlength=n_items), 1) / max(len(targets), 1)
         self.category_vocab_ = Vocabulary.from_values(itertools.chain.from_iterable(dataset.catalog["categories"]), name="category")
         self.content_ = _item_content(dataset.catalog, self.category_vocab_, None)
-        self.content_["has_id"] = np.bincount(windows[windows >= 0], minlength=n_items) > 0
+        self.content_["has_id"] = items_in(windows, n_items)
         self.user_feature_codes_, sizes = _user_features(dataset, cfg.user_features)
         self.pieces_ = ItemPieces.fit(dataset.catalog, cfg, options) if cfg.item_representation != "id" else None
         seed_everything(options.seed)  # the initial weights too
@@ -328,12 +328,6 @@ class TwoTower(Recommender):
                 vectors = self.net_.user_vectors(self.item_table_, [sequences[i] for i in rows], users, self.config.max_length)
             out[rows] = vectors.float().cpu().numpy()
         return out
-
-    def _score(self, batch: ScoringBatch) -> np.ndarray:
-        vectors = self.user_vectors(batch)
-        scores = vectors @ self.item_vectors_.T
-        scores[~vectors.any(axis=1)] = self.item_popularity_  # e.g. a known user without events
-        return scores
 
     def to(self, device: str) -> TwoTower:
         """Run the user tower on ``device`` (e.g. ``"cuda"``); scores still come back as numpy."""
