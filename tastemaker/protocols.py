@@ -33,9 +33,19 @@ class VectorIndex(Protocol):
     def __len__(self) -> int: ...
 
 
+#: Event types that record what the system *showed* (with its propensity in the context),
+#: not what the user did. They are never training positives, never count as a user's
+#: history or an item's popularity; experiments and off-policy evaluation read them.
+EXPOSURE_TYPES: tuple[str, ...] = ("impression",)
+
+
 @dataclass(frozen=True)
 class Event:
-    """One interaction as the store keeps it. ``timestamp`` is unix seconds (float)."""
+    """One interaction as the store keeps it. ``timestamp`` is unix seconds (float).
+
+    ``event_id`` is an optional id chosen by the client (e.g. a UUID made before the first
+    send): the store keeps one event per ``(user_id, event_id)``, so a retry of an event
+    whose acknowledgement was lost is a no-op instead of a duplicate."""
 
     user_id: str
     item_id: str
@@ -43,6 +53,7 @@ class Event:
     value: float = 1.0
     timestamp: float = 0.0
     context: dict[str, Any] = field(default_factory=dict)
+    event_id: str | None = None
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,8 @@ from typing import Any
 from tastemaker.protocols import Event, Item
 
 # Row layouts (the column order of the INSERTs and SELECTs in base.py).
-#: user_id, item_id, event_type, value, timestamp, context (JSON)
-EventRow = tuple[str, str, str, float, float, str]
+#: user_id, item_id, event_type, value, timestamp, context (JSON), client event id (or None)
+EventRow = tuple[str, str, str, float, float, str, str | None]
 #: item_id, title, text, categories (JSON), attributes (JSON), available, created_at, updated_at
 ItemRow = tuple[str, str, str, str, str, bool, float, float]
 
@@ -105,7 +105,7 @@ def event_rows(events: Sequence[Event]) -> list[EventRow]:
         if not isinstance(event, Event):
             raise TypeError(f"events[{i}]: expected an Event, got {type(event).__name__}")
         user_id, item_id, event_type = event.user_id, event.item_id, event.event_type
-        value, timestamp, context = event.value, event.timestamp, event.context
+        value, timestamp, context, client_id = event.value, event.timestamp, event.context, event.event_id
         # Fast path for the common case (short ASCII ids, float numbers, empty context);
         # anything else goes through the full checks, which name the field at fault.
         if not (_plain(user_id) and _plain(item_id) and _plain(event_type)):
@@ -121,7 +121,9 @@ def event_rows(events: Sequence[Event]) -> list[EventRow]:
             encoded = "{}"
         else:
             encoded = encode_json(context, f"events[{i}].context", kind=dict)
-        append((user_id, item_id, event_type, value, timestamp, encoded))
+        if client_id is not None:
+            client_id = check_text(client_id, f"events[{i}].event_id", required=True)
+        append((user_id, item_id, event_type, value, timestamp, encoded, client_id))
     return rows
 
 
@@ -129,13 +131,13 @@ def _plain(value: object) -> bool:
     return type(value) is str and value.isascii() and "\x00" not in value and value != ""
 
 
-EVENT_COLUMNS = "user_id, item_id, event_type, value, timestamp, context"
+EVENT_COLUMNS = "user_id, item_id, event_type, value, timestamp, context, client_id"
 
 
 def event_from_row(row: Sequence[Any]) -> Event:
     """An ``Event`` from a row in ``EVENT_COLUMNS`` order."""
-    user_id, item_id, event_type, value, timestamp, context = row
-    return Event(user_id, item_id, event_type, float(value), float(timestamp), decode_json(context))
+    user_id, item_id, event_type, value, timestamp, context, client_id = row
+    return Event(user_id, item_id, event_type, float(value), float(timestamp), decode_json(context), client_id)
 
 
 # ---------------------------------------------------------------------- items and users

@@ -20,10 +20,11 @@ from contextlib import AbstractContextManager, suppress
 from typing import TYPE_CHECKING, Any, Protocol
 
 from tastemaker.errors import TastemakerError
-from tastemaker.protocols import Event, Item
+from tastemaker.protocols import EXPOSURE_TYPES, Event, Item
 from tastemaker.store._rows import (
     EVENT_COLUMNS,
     ITEM_COLUMNS,
+    EventRow,
     check_ids,
     check_limit,
     check_number,
@@ -43,7 +44,17 @@ if TYPE_CHECKING:
 
 #: The schema this code writes. Opening a store written by a newer version raises
 #: :class:`StoreSchemaError` instead of guessing; an older one is migrated on open.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+#: Statements that bring a store of version ``v - 1`` to version ``v`` (run in order on open).
+#: Version 2: client event ids (``Event.event_id``), unique per user, for idempotent retries.
+_MIGRATIONS: dict[int, tuple[str, ...]] = {2: ("ALTER TABLE events ADD COLUMN client_id TEXT",)}
+
+#: Created after the migrations, since they may index migrated columns. The index is partial:
+#: events without a client id (most bulk imports) cost nothing extra.
+_INDEXES = (
+    "CREATE UNIQUE INDEX IF NOT EXISTS events_by_client ON events (user_id, client_id) WHERE client_id IS NOT NULL",
+)
 
 #: Ids per ``IN (...)`` query (SQLite allows 32766 parameters; this stays far below).
 _ID_BATCH = 500
@@ -111,7 +122,9 @@ class SQLStore(ABC):
 
     * ``append_events`` commits all its events in one transaction before it returns and
       returns how many it wrote; an acknowledged event survives a crash of the process.
-      Events get increasing ids in commit order (``events_since`` relies on it).
+      Events get increasing ids in commit order (``events_since`` relies on it). An event
+      whose ``(user_id, event_id)`` is already stored is skipped (not written, not counted):
+      a client retry is a no-op.
     * ``history`` returns a user's most recent ``limit`` events, oldest first, in the order
       they were appended (not re-sorted by their client-given ``timestamp``).
     * ``upsert_items`` inserts new items and replaces every field of existing ones, except
@@ -145,8 +158,10 @@ class SQLStore(ABC):
         """A cursor for reads; ``snapshot`` makes every statement in the block see one state."""
 
     @abstractmethod
-    def _insert_events(self, cursor: Cursor, rows: list[tuple[str, str, str, float, float, str]]) -> None:
-        """Insert checked event rows (``EVENT_COLUMNS`` order) inside the current transaction."""
+    def _insert_events(self, cursor: Cursor, rows: list[EventRow]) -> int:
+        """Insert checked event rows (``EVENT_COLUMNS`` order) inside the current transaction,
+        skipping rows whose ``(user_id, client_id)`` is already stored; returns how many were
+        written."""
 
     @property
     @abstractmethod
@@ -235,8 +250,16 @@ class SQLStore(ABC):
                 )
             for statement in self._ddl:
                 cur.execute(statement)
+            if found is not None:  # an existing store: migrate it to this version
+                for version in range(int(found) + 1, SCHEMA_VERSION + 1):
+                    for statement in _MIGRATIONS.get(version, ()):
+                        cur.execute(statement)
+            for statement in _INDEXES:
+                cur.execute(statement)
             if found is None:
                 cur.execute(self._sql("INSERT INTO schema_version (version) VALUES (?)"), (SCHEMA_VERSION,))
+            elif int(found) < SCHEMA_VERSION:
+                cur.execute(self._sql("UPDATE schema_version SET version = ?"), (SCHEMA_VERSION,))
 
     def schema_version(self) -> int:
         """The schema version stored at this location."""
@@ -245,29 +268,68 @@ class SQLStore(ABC):
 
     # ------------------------------------------------------------------ events
     def append_events(self, events: Sequence[Event]) -> int:
-        """Write ``events`` in one transaction, durable before returning; returns how many.
+        """Write ``events`` in one transaction, durable before returning; returns how many
+        were written (events whose ``(user_id, event_id)`` is already stored are skipped).
 
         Nothing is written if any event is invalid (``ValueError`` naming the field)."""
         rows = event_rows(events)
         if not rows:
             return 0
         with self._write() as cur:
-            self._insert_events(cur, rows)
-        return len(rows)
+            return self._insert_events(cur, rows)
 
     def history(self, user_id: str, limit: int = 200) -> list[Event]:
         """The user's most recent ``limit`` events, oldest first (in append order)."""
         return [event for _, event in self.history_with_ids(user_id, limit)]
 
-    def history_with_ids(self, user_id: str, limit: int = 200) -> list[tuple[int, Event]]:
-        """:meth:`history` with each event's id: ``(id, event)``, oldest first."""
+    def history_with_ids(self, user_id: str, limit: int = 200, before_id: int | None = None) -> list[tuple[int, Event]]:
+        """:meth:`history` with each event's id: ``(id, event)``, oldest first. With
+        ``before_id``, only events older than that id (to page back through a history)."""
         check_text(user_id, "user_id", required=True)
         if not check_limit(limit, "limit"):
             return []
-        sql = f"SELECT id, {EVENT_COLUMNS} FROM events WHERE user_id = ? ORDER BY id DESC LIMIT ?"
+        where, params = "user_id = ?", [user_id]
+        if check_limit(before_id, "before_id") is not None:
+            where, params = where + " AND id < ?", [*params, before_id]
+        sql = f"SELECT id, {EVENT_COLUMNS} FROM events WHERE {where} ORDER BY id DESC LIMIT ?"
         with self._read() as cur:
-            rows = cur.execute(self._sql(sql), (user_id, limit)).fetchall()
+            rows = cur.execute(self._sql(sql), [*params, limit]).fetchall()
         return [(int(row[0]), event_from_row(row[1:])) for row in reversed(rows)]
+
+    def recent_items(
+        self, user_id: str, limit: int = 500, exclude_types: Sequence[str] = EXPOSURE_TYPES
+    ) -> list[tuple[int, Event]]:
+        """The user's ``limit`` most recently used distinct items, as ``(id, event)`` of the
+        last event on each, oldest first. Events of ``exclude_types`` (by default exposure:
+        what was shown, not done) are ignored.
+
+        This is what serving reads as a user's history: repeats of one item use one place of
+        the window, so a burst of events on one item cannot push other items out of it."""
+        check_text(user_id, "user_id", required=True)
+        if not check_limit(limit, "limit"):
+            return []
+        types = check_ids(list(exclude_types), "exclude_types")
+        skip = f" AND event_type NOT IN ({', '.join('?' * len(types))})" if types else ""
+        columns = ", ".join(f"e.{c.strip()}" for c in EVENT_COLUMNS.split(","))
+        sql = (
+            f"SELECT e.id, {columns} FROM events e JOIN ("
+            f"SELECT MAX(id) AS last FROM events WHERE user_id = ?{skip} GROUP BY item_id ORDER BY last DESC LIMIT ?"
+            ") r ON e.id = r.last ORDER BY e.id"
+        )
+        with self._read() as cur:
+            rows = cur.execute(self._sql(sql), [user_id, *types, limit]).fetchall()
+        return [(int(row[0]), event_from_row(row[1:])) for row in rows]
+
+    def delete_user(self, user_id: str) -> dict[str, int]:
+        """Forget the user: their events, attributes and experiment assignments, in one
+        transaction. Returns how many rows of each went (all 0 for an unknown user)."""
+        check_text(user_id, "user_id", required=True)
+        counts: dict[str, int] = {}
+        with self._write() as cur:
+            for table in ("events", "users", "assignments"):
+                cur.execute(self._sql(f"DELETE FROM {table} WHERE user_id = ?"), (user_id,))
+                counts[table] = max(int(cur.rowcount), 0)
+        return counts
 
     def events_since(self, last_id: int = 0, limit: int | None = None) -> list[tuple[int, Event]]:
         """``(id, event)`` for events with ``id > last_id``, in id order (at most ``limit``).
@@ -294,11 +356,16 @@ class SQLStore(ABC):
         with self._read() as cur:
             return int(cur.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()[0])
 
-    def item_counts(self, event_type: str | None = None) -> dict[str, int]:
-        """Events per item (of ``event_type`` only, when given), for items with any."""
+    def item_counts(self, event_type: str | None = None, exclude_types: Sequence[str] = ()) -> dict[str, int]:
+        """Events per item (of ``event_type`` only, when given; never of ``exclude_types``),
+        for items with any."""
         sql, params = "SELECT item_id, COUNT(*) FROM events", []
         if event_type is not None:
             sql, params = sql + " WHERE event_type = ?", [check_text(event_type, "event_type", required=True)]
+        types = check_ids(list(exclude_types), "exclude_types")
+        if types:
+            sql += (" AND" if params else " WHERE") + f" event_type NOT IN ({', '.join('?' * len(types))})"
+            params += types
         with self._read() as cur:
             rows = cur.execute(self._sql(sql + " GROUP BY item_id"), params).fetchall()
         return {str(item): int(count) for item, count in rows}
@@ -501,11 +568,21 @@ class SQLStore(ABC):
         return stats
 
     # ------------------------------------------------------------------ retraining
-    def to_dataset(self, name: str = "store", until_id: int | None = None) -> Dataset:
-        """Every event (with ``id <= until_id``, when given), item and user as a
+    def to_dataset(
+        self,
+        name: str = "store",
+        until_id: int | None = None,
+        event_types: Sequence[str] | None = None,
+        exclude_types: Sequence[str] = EXPOSURE_TYPES,
+    ) -> Dataset:
+        """The events (with ``id <= until_id``, when given), items and users as a
         :class:`~tastemaker.data.dataset.Dataset`, read from one consistent snapshot (for
-        retraining). ``extras["last_event_id"]`` is the id of the last event included, so a
-        model knows which events it was trained on.
+        retraining). ``extras["last_event_id"]`` is the id of the last event read (included
+        or not), so a model knows which events it was trained on.
+
+        Which events train: only those of ``event_types`` when given, and never those of
+        ``exclude_types`` (by default the exposure types: an impression records what was
+        shown, and is never a training positive).
 
         Interactions keep their type and value (timestamps become whole seconds, as in every
         dataset). The catalog holds all items, with an ``available`` column, ``created_at``
@@ -517,13 +594,26 @@ class SQLStore(ABC):
         from tastemaker.data.dataset import Dataset
 
         until = check_limit(until_id, "until_id")
+        conditions, params = [], []
+        if until is not None:
+            conditions, params = ["id <= ?"], [until]
+        if event_types is not None:
+            wanted = check_ids(list(event_types), "event_types")
+            conditions.append(f"event_type IN ({', '.join('?' * len(wanted))})" if wanted else "1 = 0")
+            params += wanted
+        skipped = check_ids(list(exclude_types), "exclude_types")
+        if skipped:
+            conditions.append(f"event_type NOT IN ({', '.join('?' * len(skipped))})")
+            params += skipped
+        where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
         with self._read(snapshot=True) as cur:
-            where, params = ("", []) if until is None else (" WHERE id <= ?", [until])
             sql = f"SELECT id, user_id, item_id, timestamp, event_type, value FROM events{where} ORDER BY id"
             events = cur.execute(self._sql(sql), params).fetchall()
+            last = cur.execute(self._sql("SELECT COALESCE(MAX(id), 0) FROM events" + (" WHERE id <= ?" if until is not None else "")),
+                               [until] if until is not None else []).fetchone()[0]
             items = cur.execute(f"SELECT {ITEM_COLUMNS} FROM items ORDER BY item_id").fetchall()
             users = cur.execute("SELECT user_id, attributes FROM users ORDER BY user_id").fetchall()
-        last_event_id = int(events[-1][0]) if events else 0
+        last_event_id = int(last)
         columns = ["user", "item", "timestamp", "event_type", "value"]
         interactions = pd.DataFrame([row[1:] for row in events], columns=columns)
         interactions = interactions.astype({"user": object, "item": object, "timestamp": float, "value": float})

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from tastemaker.errors import MissingExtraError
-from tastemaker.store._rows import EVENT_COLUMNS
+from tastemaker.store._rows import EVENT_COLUMNS, EventRow
 from tastemaker.store.base import Cursor, SQLStore
 
 if TYPE_CHECKING:
@@ -49,7 +49,8 @@ _DDL = (
         event_type TEXT NOT NULL,
         value DOUBLE PRECISION NOT NULL,
         timestamp DOUBLE PRECISION NOT NULL,
-        context JSONB NOT NULL DEFAULT '{}'
+        context JSONB NOT NULL DEFAULT '{}',
+        client_id TEXT
     )""",
     "CREATE INDEX IF NOT EXISTS events_by_user ON events (user_id, id)",
     """CREATE TABLE IF NOT EXISTS assignments (
@@ -60,6 +61,8 @@ _DDL = (
         PRIMARY KEY (experiment, user_id)
     )""",
 )
+
+_INSERT_EVENT = f"INSERT INTO events ({EVENT_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING"
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
@@ -154,11 +157,20 @@ class PostgresStore(SQLStore):
                 cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             yield cursor
 
-    def _insert_events(self, cursor: Cursor, rows: list[tuple[str, str, str, float, float, str]]) -> None:
+    def _insert_events(self, cursor: Cursor, rows: list[EventRow]) -> int:
         cursor.execute("LOCK TABLE events IN EXCLUSIVE MODE")
-        if len(rows) == 1:
-            cursor.execute(f"INSERT INTO events ({EVENT_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s)", rows[0])
-            return
-        with cursor.copy(f"COPY events ({EVENT_COLUMNS}) FROM STDIN") as copy:  # type: ignore[attr-defined]
+        if any(row[6] is not None for row in rows):
+            # Rows with a client id may be retries: insert one by one (in order, so ids keep
+            # the request's order) and let the unique index skip what is already stored.
+            written = 0
             for row in rows:
-                copy.write_row(row)
+                cursor.execute(_INSERT_EVENT, row)
+                written += max(int(cursor.rowcount), 0)
+            return written
+        if len(rows) == 1:
+            cursor.execute(_INSERT_EVENT, rows[0])
+        else:
+            with cursor.copy(f"COPY events ({EVENT_COLUMNS}) FROM STDIN") as copy:  # type: ignore[attr-defined]
+                for row in rows:
+                    copy.write_row(row)
+        return len(rows)

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tastemaker.store._rows import EVENT_COLUMNS
+from tastemaker.store._rows import EVENT_COLUMNS, EventRow
 from tastemaker.store.base import Cursor, SQLStore, StoreError
 
 SYNCHRONOUS = ("NORMAL", "FULL", "EXTRA")
@@ -51,7 +51,8 @@ _DDL = (
         event_type TEXT NOT NULL,
         value REAL NOT NULL,
         timestamp REAL NOT NULL,
-        context TEXT NOT NULL DEFAULT '{}'
+        context TEXT NOT NULL DEFAULT '{}',
+        client_id TEXT
     )""",
     "CREATE INDEX IF NOT EXISTS events_by_user ON events (user_id, id)",
     """CREATE TABLE IF NOT EXISTS assignments (
@@ -63,7 +64,8 @@ _DDL = (
     )""",
 )
 
-_INSERT_EVENT = f"INSERT INTO events ({EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)"
+# ON CONFLICT DO NOTHING (no target: any unique index) skips a retried (user_id, client_id).
+_INSERT_EVENT = f"INSERT INTO events ({EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
 
 
 class SQLiteStore(SQLStore):
@@ -139,8 +141,9 @@ class SQLiteStore(SQLStore):
     def _after_fork(self) -> None:
         self._write_lock = threading.Lock()  # a parent thread may have held it at fork time
 
-    def _insert_events(self, cursor: Cursor, rows: list[tuple[str, str, str, float, float, str]]) -> None:
+    def _insert_events(self, cursor: Cursor, rows: list[EventRow]) -> int:
         cursor.executemany(_INSERT_EVENT, rows)
+        return int(cursor.rowcount)  # the rows inserted: a skipped retry is not counted
 
     def checkpoint(self) -> None:
         """Fold the WAL into the main file and truncate it (e.g. before copying the file)."""

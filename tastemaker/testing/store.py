@@ -382,6 +382,69 @@ class StoreConformance:
         assert data.n_interactions == 3 and data.extras["last_event_id"] == ids[2]
         assert sorted(data.items.decode(data.interactions["item"].to_numpy())) == ["i0", "i1", "i2"]
 
+    def test_to_dataset_never_trains_on_exposure_and_filters_types(self, store: SQLStore) -> None:
+        store.append_events([
+            Event("u1", "shown", "impression", 1.0, 1.0, {"request_id": "r"}),
+            Event("u1", "clicked", "click", 1.0, 2.0),
+            Event("u1", "bought", "purchase", 1.0, 3.0),
+            Event("u2", "shown", "impression", 1.0, 4.0),
+        ])
+        def trained(data: object) -> set[tuple[str, str]]:
+            inter = data.interactions  # type: ignore[attr-defined]
+            users = data.users.decode(inter["user"].to_numpy())  # type: ignore[attr-defined]
+            items = data.items.decode(inter["item"].to_numpy())  # type: ignore[attr-defined]
+            return set(zip(users, items, strict=True))
+
+        default = store.to_dataset()
+        assert trained(default) == {("u1", "clicked"), ("u1", "bought")}
+        assert default.extras["last_event_id"] == store.max_event_id()  # impressions were read, not trained on
+        assert trained(store.to_dataset(event_types=["purchase"])) == {("u1", "bought")}
+        assert trained(store.to_dataset(event_types=[])) == set()
+        assert ("u1", "shown") in trained(store.to_dataset(exclude_types=()))
+
+    # ------------------------------------------------------------------ serving history, idempotency, privacy
+    def test_recent_items_are_distinct_recent_and_skip_exposure(self, store: SQLStore) -> None:
+        store.append_events([Event("u", "1200", "click"), Event("u", "589", "click")])
+        store.append_events([Event("u", "1200", "click")] * 300 + [Event("u", f"shown{k}", "impression") for k in range(300)])
+        store.append_events([Event("other", "x", "click")])
+        recent = store.recent_items("u", limit=2)
+        assert [e.item_id for _, e in recent] == ["589", "1200"]  # ordered by their last use
+        assert recent[-1][0] > recent[0][0]
+        assert [e.item_id for _, e in store.recent_items("u", limit=1)] == ["1200"]
+        everything = store.recent_items("u", limit=1000, exclude_types=())
+        assert len(everything) == 302 and everything[-1][1].item_id == "shown299"
+        assert store.recent_items("nobody") == [] and store.recent_items("u", limit=0) == []
+
+    def test_a_retried_event_id_is_a_no_op(self, store: SQLStore) -> None:
+        first = [Event("u", "a", "click", event_id="e1"), Event("u", "b", "click", event_id="e2"), Event("u", "c")]
+        assert store.append_events(first) == 3
+        assert store.append_events(first) == 1  # e1 and e2 are stored already; "c" has no id
+        assert store.append_events([Event("u", "z", event_id="e1")]) == 0  # the id decides, not the content
+        assert store.append_events([Event("v", "a", event_id="e1")]) == 1  # ids are per user
+        assert [(e.item_id, e.event_id) for e in store.history("u")] == [("a", "e1"), ("b", "e2"), ("c", None), ("c", None)]
+        many = [Event("w", f"i{k}", event_id=f"w{k % 50}") for k in range(200)]  # repeats inside one call
+        assert store.append_events(many) == 50 and store.append_events(many) == 0
+        with pytest.raises(ValueError, match=r"events\[0\]\.event_id"):
+            store.append_events([Event("u", "a", event_id="")])
+
+    def test_history_pages_back_with_before_id(self, store: SQLStore) -> None:
+        store.append_events([Event("u", f"i{k}") for k in range(7)])
+        page = store.history_with_ids("u", limit=3)
+        assert [e.item_id for _, e in page] == ["i4", "i5", "i6"]
+        older = store.history_with_ids("u", limit=3, before_id=page[0][0])
+        assert [e.item_id for _, e in older] == ["i1", "i2", "i3"]
+        assert [e.item_id for _, e in store.history_with_ids("u", limit=3, before_id=older[0][0])] == ["i0"]
+
+    def test_delete_user_forgets_everything_about_them(self, store: SQLStore) -> None:
+        store.append_events([Event("u", "a"), Event("u", "b"), Event("keep", "a")])
+        store.upsert_users([("u", {"age": 3}), ("keep", {})])
+        store.assign("exp", "u", "A")
+        assert store.delete_user("u") == {"events": 2, "users": 1, "assignments": 1}
+        assert store.history("u") == [] and store.get_user("u") is None and store.assignment("exp", "u") is None
+        assert store.history("keep") == [Event("keep", "a")] and store.get_user("keep") == {}
+        assert "u" not in set(store.to_dataset().users.ids)
+        assert store.delete_user("u") == {"events": 0, "users": 0, "assignments": 0}
+
     # ------------------------------------------------------------------ bad input
     @pytest.mark.parametrize(
         ("event", "field"),

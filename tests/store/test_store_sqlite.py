@@ -43,10 +43,11 @@ def test_tables_and_indexes(tmp_path: Path) -> None:
     assert columns == {
         "items": ["item_id", "title", "text", "categories", "attributes", "available", "created_at", "updated_at"],
         "users": ["user_id", "attributes", "created_at"],
-        "events": ["id", "user_id", "item_id", "event_type", "value", "timestamp", "context"],
+        "events": ["id", "user_id", "item_id", "event_type", "value", "timestamp", "context", "client_id"],
         "assignments": ["experiment", "user_id", "variant", "assigned_at"],
     }
     assert [r[2] for r in db.execute("PRAGMA index_info(events_by_user)")] == ["user_id", "id"]
+    assert [r[2] for r in db.execute("PRAGMA index_info(events_by_client)")] == ["user_id", "client_id"]
     assert db.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
 
 
@@ -99,3 +100,25 @@ def test_a_forked_child_opens_its_own_connections(tmp_path: Path) -> None:
     assert child.exitcode == 0
     assert store.event_count_by_user() == {"parent": 1, "child": 1}
     store.close()
+
+
+def test_a_version_1_store_is_migrated_on_open(tmp_path: Path) -> None:
+    """A store written before client event ids (schema 1) opens, keeps its events, and then
+    deduplicates retries like a new one."""
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as db:
+        db.executescript(
+            """
+            CREATE TABLE schema_version (version INTEGER NOT NULL);
+            INSERT INTO schema_version VALUES (1);
+            CREATE TABLE events (id INTEGER PRIMARY KEY AUTOINCREMENT, user_id TEXT NOT NULL, item_id TEXT NOT NULL,
+                event_type TEXT NOT NULL, value REAL NOT NULL, timestamp REAL NOT NULL, context TEXT NOT NULL DEFAULT '{}');
+            INSERT INTO events (user_id, item_id, event_type, value, timestamp) VALUES ('u', 'old', 'click', 1, 5);
+            """
+        )
+    store = SQLiteStore(path)
+    assert store.schema_version() == SCHEMA_VERSION == 2
+    assert store.history("u") == [Event("u", "old", "click", 1.0, 5.0)]
+    assert store.append_events([Event("u", "new", event_id="x")] * 2) == 1
+    store.close()
+    assert SQLiteStore(path).history("u")[-1] == Event("u", "new", event_id="x")
