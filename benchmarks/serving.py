@@ -250,9 +250,10 @@ def main() -> None:
         table(["catalog", "endpoint", "connections", "p50 ms", "p99 ms", "req/s", "events/s", "vs /healthz", "non-2xx"], load_rows),
     ]
     if drill is not None:
-        body += ["", f"Crash drill: {drill.kills} `kill -9`s of the server while a client streamed single events; "
-                 f"{drill.acknowledged} events acknowledged, **{drill.missing} lost**, {drill.stored} stored "
-                 f"({drill.seconds:.0f} s)."]
+        body += ["", f"Crash drill: {drill.kills} `kill -9`s of the server while a client streamed single events "
+                 f"with event ids, retrying a failed send after the restart; {drill.acknowledged} events acknowledged, "
+                 f"**{drill.missing} lost**, **{drill.duplicates} duplicated**, {drill.retried} sends retried, "
+                 f"{drill.stored} stored ({drill.seconds:.0f} s)."]
     text = "\n".join(body)
     print(text)
     if not args.quick and not args.no_drill and not args.sizes:

@@ -7,6 +7,8 @@
     tastemaker evaluate --dataset NAME --models ease,itemknn --out reports/NAME
     tastemaker evaluate --dataset NAME --protocol cold-start --cold-how time   per-slice metrics
     tastemaker recommend --artifact artifacts/ease --user 1 -n 10
+    tastemaker import --store sqlite:///my.db --table events.csv --columns userId=user,movieId=item
+    tastemaker serve --store sqlite:///my.db --seed-table events.csv --seed-columns userId=user,movieId=item
 """
 
 from __future__ import annotations
@@ -28,39 +30,64 @@ directory written by 'tastemaker data convert'.
 """
 
 
-def _add_data_args(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("input data")
-    group.add_argument("--dataset", default=None, help=f"public dataset name (default: {DEMO_DATASET}, bundled)")
-    group.add_argument("--path", default=None, help="where the dataset's files are (dir, .zip or file)")
-    group.add_argument(
-        "--option", action="append", default=[], metavar="KEY=VALUE",
-        help="loader option, e.g. subset=Beauty for amazon-s3rec-sequences (repeatable)",
-    )
-    group.add_argument("--download", action="store_true", help="download from the publisher if not found locally")
-    group.add_argument("--table", default=None, help="your own interactions file (.csv, .parquet, .jsonl)")
-    group.add_argument(
-        "--columns", default=None, metavar="SRC=DST,...",
-        help="column mapping for --table, e.g. userId=user,movieId=item,rating=value,timestamp=timestamp",
-    )
-    group.add_argument("--saved", default=None, help="a directory written by 'tastemaker data convert'")
-    group.add_argument("--on-error", choices=["raise", "skip"], default="raise", help="bad rows: stop (default) or skip and report")
+def _add_data_args(parser: argparse.ArgumentParser, prefix: str = "", title: str = "input data") -> None:
+    """The data options every command shares; ``prefix`` names them for another role
+    (``serve`` takes ``--seed-dataset``, ``--seed-table`` ... for what it imports)."""
+    group = parser.add_argument_group(title)
+
+    def add(name: str, **kwargs: Any) -> None:
+        group.add_argument(f"--{prefix}{name}", dest=f"{prefix}{name}".replace("-", "_"), **kwargs)
+
+    default = "" if prefix else f" (default: {DEMO_DATASET}, bundled)"
+    add("dataset", default=None, metavar="NAME", help=f"public dataset name{default}")
+    add("path", default=None, help="where the dataset's files are (dir, .zip or file)")
+    add("option", action="append", default=[], metavar="KEY=VALUE",
+        help="loader option, e.g. subset=Beauty for amazon-s3rec-sequences (repeatable)")
+    add("download", action="store_true", help="download from the publisher if not found locally")
+    add("table", default=None, metavar="FILE", help="your own interactions file (.csv, .parquet, .jsonl)")
+    add("columns", default=None, metavar="SRC=DST,...",
+        help="column mapping for the table, e.g. userId=user,movieId=item,rating=value,timestamp=timestamp")
+    add("catalog", default=None, metavar="FILE", help="your own items file for the table (item_id, title, text, categories...)")
+    add("catalog-columns", default=None, metavar="SRC=DST,...", help="column mapping for the catalog, e.g. movieId=item_id")
+    add("saved", default=None, metavar="DIR", help="a directory written by 'tastemaker data convert'")
+    add("on-error", choices=["raise", "skip"], default="raise", help="bad rows: stop (default) or skip and report")
 
 
-def _load(args: argparse.Namespace) -> Any:
+def _mapping(text: str | None) -> dict[str, str] | None:
+    if not text:
+        return None
+    pairs = [pair.split("=", 1) for pair in text.split(",")]
+    bad = [pair[0] for pair in pairs if len(pair) != 2]
+    if bad:
+        raise ValueError(f"column mapping: expected SRC=DST pairs, got {', '.join(bad)}")
+    return dict(pairs)  # type: ignore[arg-type]
+
+
+def _wants_data(args: argparse.Namespace, prefix: str) -> bool:
+    """Whether any data source was given (with ``prefix``)."""
+    get = lambda name: getattr(args, f"{prefix}{name}".replace("-", "_"))  # noqa: E731
+    return bool(get("dataset") or get("table") or get("saved"))
+
+
+def _load(args: argparse.Namespace, prefix: str = "") -> Any:
     from tastemaker.config import parse_params
     from tastemaker.data.dataset import load_saved_dataset
 
-    if args.saved:
-        return load_saved_dataset(args.saved)
-    if args.table:
+    get = lambda name: getattr(args, f"{prefix}{name}".replace("-", "_"))  # noqa: E731
+    if get("saved"):
+        return load_saved_dataset(get("saved"))
+    if get("table"):
         from tastemaker.data.loaders.tabular import load_table
 
-        columns = dict(pair.split("=", 1) for pair in args.columns.split(",")) if args.columns else None
-        return load_table(args.table, columns=columns, on_error=args.on_error)
+        return load_table(
+            get("table"), columns=_mapping(get("columns")), catalog_path=get("catalog"),
+            catalog_columns=_mapping(get("catalog-columns")), on_error=get("on-error"),
+        )
     from tastemaker.data.loaders import load_dataset
 
     return load_dataset(
-        args.dataset or DEMO_DATASET, args.path, on_error=args.on_error, download=args.download, **parse_params(args.option)
+        get("dataset") or DEMO_DATASET, get("path"), on_error=get("on-error"), download=get("download"),
+        **parse_params(get("option")),
     )
 
 
@@ -210,6 +237,24 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import(args: argparse.Namespace) -> int:
+    """Load a dataset's catalog, users and events straight into a store."""
+    from tastemaker.store import import_dataset, open_store
+
+    data = _load(args)
+    store = open_store(args.store)
+    try:
+        if store.count_events() and not args.append:
+            raise ValueError(
+                f"{store.location} already holds {store.count_events()} events; pass --append to add these too"
+            )
+        items, events = import_dataset(store, data, batch=args.batch, progress=not args.quiet)
+    finally:
+        store.close()
+    print(f"imported {items} items and {events} events from {data} into {args.store}")
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """Run the HTTP service (FastAPI on uvicorn)."""
     from tastemaker.serve.settings import Settings, hash_secret
@@ -226,15 +271,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     overrides = {k: v for k, v in {"host": args.host, "port": args.port, "store_url": args.store,
                                    "models_dir": args.models_dir}.items() if v is not None}
     settings = settings.model_copy(update=overrides)
-    if args.seed_dataset:
-        service = Service(settings)
+    if _wants_data(args, "seed_"):
+        service = Service(settings, warn_if_open=False)  # the server says it once, when it starts
         try:
             if service.store.count_events() == 0:
-                from tastemaker.data.loaders import load_dataset
-
-                data = load_dataset(args.seed_dataset)
+                data = _load(args, "seed_")
                 print(f"importing {data} into {settings.store_url} ...", flush=True)
-                service.import_dataset(data)
+                service.import_dataset(data, progress=not args.quiet)
             if service.engine.model is None:
                 print(f"training the first model ({settings.training.model}) ...", flush=True)
                 result = service.train()
@@ -326,10 +369,20 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=None)
     serve.add_argument("--store", default=None, help="sqlite:///path.db (default) or postgresql://...")
     serve.add_argument("--models-dir", default=None, help="where model versions are kept")
-    serve.add_argument("--seed-dataset", default=None, metavar="NAME",
-                       help="if the store is empty, import this dataset and train a first model")
     serve.add_argument("--hash-key", default=None, metavar="SECRET", help="print the sha256 to put in api_keys, and exit")
+    serve.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_data_args(serve, "seed-", "seed data (if the store is empty: import it, then train a first model)")
     serve.set_defaults(func=cmd_serve)
+
+    load = sub.add_parser(
+        "import", help="load a dataset or your own files into a store (no server needed)", epilog=_EPILOG
+    )
+    load.add_argument("--store", required=True, help="sqlite:///path.db or postgresql://...")
+    load.add_argument("--append", action="store_true", help="also into a store that has events (they are not deduplicated)")
+    load.add_argument("--batch", type=int, default=50_000, help="events per transaction (default 50000)")
+    load.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_data_args(load)
+    load.set_defaults(func=cmd_import)
 
     rec = sub.add_parser("recommend", help="top-n items for a user from a saved artifact")
     rec.add_argument("--artifact", required=True, help="artifact directory written by 'train' or 'demo'")

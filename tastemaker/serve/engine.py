@@ -10,11 +10,14 @@
 
 Real time: the model knows what was in its training data; events that arrived later
 (store ids above ``trained_until``) are passed as the query's new history, so the seen item
-is excluded at once and sequential models fold it in, with no retraining.
+is excluded at once and sequential models fold it in, with no retraining. What a request
+reads of the user is :meth:`~tastemaker.store.base.SQLStore.recent_items`: the last
+``history_limit`` distinct items, exposure events left out (being shown is not a use).
 """
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import json
 import logging
@@ -33,10 +36,9 @@ import numpy as np
 from tastemaker.artifact import load_model, read_manifest
 from tastemaker.errors import ArtifactError
 from tastemaker.models.base import Recommender
-from tastemaker.protocols import Event, Item, Store
+from tastemaker.protocols import EXPOSURE_TYPES, Event, Item, Store
 from tastemaker.types import ItemList, Query
 
-IMPRESSION = "impression"
 _VERBS = {
     "rating": "rated", "rated": "rated", "click": "clicked", "purchase": "bought", "buy": "bought",
     "view": "viewed", "watch": "watched", "play": "played", "like": "liked", "liked": "liked",
@@ -119,12 +121,23 @@ class ModelRegistry:
             self._write("HISTORY", json.dumps(history[-50:]))
             self._write("ACTIVE", version)
 
-    def rollback(self) -> str:
-        """Re-activate the version that was active before the current one."""
+    def previous(self) -> str:
+        """The version that was active before the current one (what :meth:`rollback` would
+        activate)."""
+        history = self._history()
+        if not history:
+            raise ArtifactError("nothing to roll back to: no earlier active version")
+        return str(history[-1])
+
+    def rollback(self, expected: str | None = None) -> str:
+        """Re-activate the version that was active before the current one. With ``expected``
+        (what :meth:`previous` said, after the caller loaded it), refuse if it changed since."""
         with self._lock:
             history = self._history()
             if not history:
                 raise ArtifactError("nothing to roll back to: no earlier active version")
+            if expected is not None and history[-1] != expected:
+                raise ArtifactError(f"the version to roll back to changed ({expected} -> {history[-1]}); try again")
             version = history.pop()
             self._write("HISTORY", json.dumps(history))
             self._write("ACTIVE", version)
@@ -147,6 +160,16 @@ class ModelRegistry:
         return Engine(version, load_model(path), int(info.get("trained_until", 0)), exact_below, index_dir=path / "index")
 
 
+@dataclass(frozen=True)
+class _Served:
+    """What a request reads, published as one value: the model, its vector index and how many
+    of its items it was trained with. Never mutated once published (copy-on-write)."""
+
+    model: Recommender | None
+    index: Any
+    trained_items: int
+
+
 class Engine:
     """One model version, ready to answer. ``model`` is None for the no-model fallback.
 
@@ -157,7 +180,12 @@ class Engine:
 
     With ``index_dir`` the index is persisted: loaded from there when it holds one of the
     right kind and size, else built and written there (to a temporary name, then renamed, so
-    a crash mid-write leaves no half index)."""
+    a crash mid-write leaves no half index).
+
+    Concurrency: a request reads ``(model, index)`` once, as one published value, and needs
+    no lock. :meth:`add_items` grows a *copy* of both (the slow part, e.g. encoding text, runs
+    while requests go on with the current pair) and then publishes the copy in one
+    assignment; writers take turns on a lock of their own."""
 
     def __init__(
         self,
@@ -168,78 +196,92 @@ class Engine:
         index_dir: Path | None = None,
     ) -> None:
         self.version = version
-        self.model = model
         self.trained_until = trained_until
-        self.index = None
-        # add_items grows the model and the index in place; requests read both under this lock
-        self._lock = threading.RLock()
-        self.trained_items = len(model.items_) if model is not None else 0  # codes above: added since
+        index = None
         if model is not None and hasattr(model, "user_vectors") and hasattr(model, "item_vectors"):
-            self.index = _vector_index(np.asarray(model.item_vectors(), dtype=np.float32), exact_below, index_dir)
+            index = _vector_index(np.asarray(model.item_vectors(), dtype=np.float32), exact_below, index_dir)
+        self._served = _Served(model, index, len(model.items_) if model is not None else 0)
+        self._writer = threading.Lock()
+
+    @property
+    def model(self) -> Recommender | None:
+        return self._served.model
+
+    @property
+    def index(self) -> Any:
+        return self._served.index
 
     # ------------------------------------------------------------------ new items
     def add_items(self, items: Sequence[Item]) -> int:
         """Make items the model has never seen recommendable at once, without retraining, when
         the model can represent an item from its content (``model.add_items``: two-tower, HLLM,
         content retrieval, SASRec over semantic IDs); their vectors join the index. Returns how
-        many were added (0 for models that cannot)."""
-        model = self.model
-        if model is None or not hasattr(model, "add_items"):
-            return 0
-        fresh = {it.item_id: it for it in items}
-        new = [it for it in fresh.values() if it.item_id not in model.items_]
-        if not new:
-            return 0
-        import pandas as pd
+        many were added (0 for models that cannot). Requests are never blocked meanwhile."""
+        with self._writer:
+            served = self._served
+            model = served.model
+            if model is None or not hasattr(model, "add_items"):
+                return 0
+            fresh = {it.item_id: it for it in items}
+            new = [it for it in fresh.values() if it.item_id not in model.items_]
+            if not new:
+                return 0
+            import pandas as pd
 
-        frame = pd.DataFrame({
-            "item_id": [it.item_id for it in new],
-            "title": [it.title for it in new],
-            "categories": [list(it.categories) for it in new],
-            "text": [it.text for it in new],
-            **{key: [it.attributes.get(key) for it in new] for key in ("brand", "tags", "description") if any(key in it.attributes for it in new)},
-        })
-        with self._lock:
-            before = len(model.items_)
-            model.add_items(frame)  # type: ignore[attr-defined]
-            after = len(model.items_)
-            if self.index is not None and after > before:
-                vectors = np.asarray(model.item_vectors(), dtype=np.float32)[before:after]  # type: ignore[attr-defined]
-                self.index.add(np.arange(before, after, dtype=np.int64), vectors)
-        return after - before
+            frame = pd.DataFrame({
+                "item_id": [it.item_id for it in new],
+                "title": [it.title for it in new],
+                "categories": [list(it.categories) for it in new],
+                "text": [it.text for it in new],
+                **{key: [it.attributes.get(key) for it in new] for key in ("brand", "tags", "description") if any(key in it.attributes for it in new)},
+            })
+            grown = copy.deepcopy(model)  # tens of ms; the requests in flight keep the original
+            before = len(grown.items_)
+            grown.add_items(frame)  # type: ignore[attr-defined]
+            after = len(grown.items_)
+            index = served.index
+            if index is not None and after > before:
+                index = copy.deepcopy(index)
+                vectors = np.asarray(grown.item_vectors(), dtype=np.float32)[before:after]  # type: ignore[attr-defined]
+                index.add(np.arange(before, after, dtype=np.int64), vectors)
+                index.search(vectors[:1], 1)  # settle its lazy search state before anyone shares it
+            self._served = _Served(grown, index, served.trained_items)  # the swap: one assignment
+            return after - before
 
     # ------------------------------------------------------------------ requests
-    def recommend(self, store: Store, request: Request, catalog: CatalogView) -> list[Recommendation]:
-        """The explained top-n for a request; falls back to popular/fresh items and says so."""
-        history = self._history(store, request)
+    def recommend(self, store: Store, request: Request, catalog: CatalogView, history_limit: int = 500) -> list[Recommendation]:
+        """The explained top-n for a request; falls back to popular/fresh items and says so.
+        ``history_limit`` bounds the distinct items read of the user's history."""
+        served = self._served  # one consistent (model, index) for the whole request
+        history = self._history(store, request, history_limit)
         recent_ids = [e.event.item_id for e in history]
         blocked = set(request.exclude) | catalog.unavailable
         allowed = catalog.with_categories(request.categories) if request.categories else None
-        if self.model is None:
+        if served.model is None:
             return self._fallback(catalog, request, set(recent_ids) | blocked, allowed, "no trained model yet")
-        new_ids = [e.event.item_id for e in history if e.event_id > self.trained_until] if request.user_id else recent_ids
+        new_ids = [e.event.item_id for e in history if e.seq > self.trained_until] if request.user_id else recent_ids
         query = Query(
             user=request.user_id,
             history=new_ids,
             include=None if allowed is None else sorted(allowed),
             exclude=sorted(blocked | set(recent_ids)),
         )
-        with self._lock:
-            items = self._retrieve(query, request.n)
-            if len(items) == 0 or set(items.sources) == {"popular-fallback"}:
-                why = "no history yet" if not recent_ids else "nothing in your history is known to the model"
-                return self._fallback(catalog, request, set(recent_ids) | blocked, allowed, why)
-            reasons = self._reasons(items.item_codes, history, catalog)
+        items = self._retrieve(served, query, request.n)
+        if len(items) == 0 or set(items.sources) == {"popular-fallback"}:
+            why = "no history yet" if not recent_ids else "nothing in your history is known to the model"
+            return self._fallback(catalog, request, set(recent_ids) | blocked, allowed, why)
+        reasons = self._reasons(served, items.item_codes, history, catalog)
         return [
             Recommendation(str(i), float(s), src, r, catalog.title(str(i)))
             for i, s, src, r in zip(items.item_ids, items.scores, items.sources, reasons, strict=True)
         ]
 
-    def _retrieve(self, query: Query, n: int) -> ItemList:
+    @staticmethod
+    def _retrieve(served: _Served, query: Query, n: int) -> ItemList:
         """Through the vector index where there is one and no category filter; else exact."""
-        model = self.model
+        model, index = served.model, served.index
         assert model is not None
-        if self.index is None or query.include is not None:
+        if index is None or query.include is not None:
             (items,) = model.recommend([query], n=n)
             return items
         batch = model._resolve([query])
@@ -249,43 +291,48 @@ class Engine:
         user_vector = model.user_vectors(batch)  # type: ignore[attr-defined]
         seen = batch.history.indices
         blocked = model.items_.encode(query.exclude, missing="drop")
-        ids, scores = self.index.search(user_vector, n, exclude=[np.union1d(seen, blocked).astype(np.int64)])
+        ids, scores = index.search(user_vector, n, exclude=[np.union1d(seen, blocked).astype(np.int64)])
         keep = ids[0] >= 0
         codes = ids[0][keep].astype(np.int32)
         return ItemList(model.items_.decode(codes), codes, scores[0][keep], sources=(model.name,) * len(codes))
 
     def similar(self, item_id: str, n: int, catalog: CatalogView) -> list[Recommendation]:
-        """Items like ``item_id`` (a one-item session)."""
-        if self.model is None or item_id not in self.model.items_:
+        """Items like ``item_id`` (a one-item session). ``KeyError`` when the catalog has no
+        such item (never added, or deleted: the model may still know it, but it is gone)."""
+        if item_id not in catalog:
+            raise KeyError(item_id)
+        model = self._served.model
+        if model is None or item_id not in model.items_:
             same = catalog.with_categories(catalog.categories(item_id)) - {item_id} - catalog.unavailable
             ranked = sorted(same, key=lambda i: -catalog.popularity.get(i, 0))[:n]
             return [Recommendation(i, float(catalog.popularity.get(i, 0)), "content", "shares a category", catalog.title(i)) for i in ranked]
         query = Query(history=[item_id], exclude=sorted(catalog.unavailable | {item_id}))
-        with self._lock:
-            (items,) = self.model.recommend([query], n=n)
+        (items,) = model.recommend([query], n=n)
         title = catalog.title(item_id) or item_id
         return [
-            Recommendation(str(i), float(s), self.model.name, f"similar to {title}", catalog.title(str(i)))
+            Recommendation(str(i), float(s), model.name, f"similar to {title}", catalog.title(str(i)))
             for i, s in zip(items.item_ids, items.scores, strict=True)
         ]
 
     # ------------------------------------------------------------------ helpers
-    def _history(self, store: Store, request: Request) -> list[StoredEvent]:
+    def _history(self, store: Store, request: Request, limit: int) -> list[StoredEvent]:
         if request.user_id is None:
             return [StoredEvent(Event("", i), 0) for i in request.history]
-        events = store.history_with_ids(request.user_id)  # type: ignore[attr-defined]
-        # impressions are what we showed, not what the user did
-        return [StoredEvent(e, i) for i, e in events if e.event_type != IMPRESSION]
+        # distinct items, so repeats cannot push others out; impressions are what we showed
+        events = store.recent_items(request.user_id, limit, EXPOSURE_TYPES)  # type: ignore[attr-defined]
+        return [StoredEvent(e, i) for i, e in events]
 
-    def _reasons(self, codes: np.ndarray, history: list[StoredEvent], catalog: CatalogView) -> list[str]:
-        assert self.model is not None
+    @staticmethod
+    def _reasons(served: _Served, codes: np.ndarray, history: list[StoredEvent], catalog: CatalogView) -> list[str]:
+        model = served.model
+        assert model is not None
         history = history[-50:]  # the most recent events explain best
-        codes_of = self.model.items_.encode([h.event.item_id for h in history], missing="mark")
+        codes_of = model.items_.encode([h.event.item_id for h in history], missing="mark")
         known = [(k, h) for k, h in enumerate(history) if codes_of[k] >= 0]
         if not known:
             return ["popular right now"] * len(codes)
-        hist_codes = self.model.items_.encode([h.event.item_id for _, h in known])
-        affinity = self.model.item_affinity(hist_codes, codes)
+        hist_codes = model.items_.encode([h.event.item_id for _, h in known])
+        affinity = model.item_affinity(hist_codes, codes)
         if affinity is None:
             return ["recommended for you"] * len(codes)
         reasons = []
@@ -293,7 +340,7 @@ class Engine:
             _, event = known[int(np.argmax(row))]
             verb = _VERBS.get(event.event.event_type, "liked")
             title = catalog.title(event.event.item_id) or event.event.item_id
-            if code >= self.trained_items:  # arrived after training: recommended from its content
+            if code >= served.trained_items:  # arrived after training: recommended from its content
                 reasons.append(f"new item like {title}, which you {verb}")
             else:
                 reasons.append(f"because you {verb} {title}")
@@ -351,8 +398,10 @@ def _vector_index(vectors: np.ndarray, exact_below: int, index_dir: Path | None)
 
 @dataclass(frozen=True)
 class StoredEvent:
+    """An event and its store id (``seq``: ids increase in commit order)."""
+
     event: Event
-    event_id: int
+    seq: int
 
 
 class CatalogView:
@@ -402,6 +451,9 @@ class CatalogView:
             for item_id in item_ids:
                 self.popularity[item_id] = self.popularity.get(item_id, 0) + 1
             # no re-sort here: the fallback order refreshes at most every RERANK_SECONDS
+
+    def __contains__(self, item_id: object) -> bool:
+        return item_id in self._titles
 
     def item_ids(self) -> list[str]:
         """Every item in the catalog."""

@@ -23,12 +23,13 @@ from tastemaker.data.dataset import Dataset
 from tastemaker.data.splits import leave_one_out
 from tastemaker.errors import TastemakerError
 from tastemaker.eval.protocols import evaluate_model
-from tastemaker.protocols import Event, Item
+from tastemaker.protocols import EXPOSURE_TYPES, Event, Item
 from tastemaker.serve.auth import Authenticator
 from tastemaker.serve.engine import CatalogView, Engine, ModelRegistry, Recommendation, Request
 from tastemaker.serve.experiments import assign_variant, team_draft
 from tastemaker.serve.settings import Experiment, Settings
-from tastemaker.store import open_store
+from tastemaker.store import import_dataset, open_store
+from tastemaker.store.importing import dataset_items
 from tastemaker.types import FitOptions
 
 log = logging.getLogger("tastemaker.serve")
@@ -39,21 +40,19 @@ class TrainingError(TastemakerError):
 
 
 class Service:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, warn_if_open: bool = True) -> None:
         self.settings = settings
         # A request is one small matrix-vector product: BLAS threads only add contention.
         threadpool_limits(settings.threads)
         self.store = open_store(settings.store_url)
         self.registry = ModelRegistry(settings.models_dir)
         self.auth = Authenticator(settings)
-        if self.auth.open:
+        if self.auth.open and warn_if_open:
             log.warning("no API keys configured: the service is open to anyone who can reach it")
         self.catalog = CatalogView()
         self.catalog.upsert(self.store.list_items(available_only=False, limit=None))  # type: ignore[attr-defined]
-        counts = self.store.item_counts()  # type: ignore[attr-defined]
-        for item, shown in self.store.item_counts("impression").items():  # type: ignore[attr-defined]
-            counts[item] -= shown  # being shown is not being liked
-        self.catalog.popularity.update(counts)
+        # being shown is not being liked: exposure events never count as popularity
+        self.catalog.popularity.update(self.store.item_counts(exclude_types=EXPOSURE_TYPES))  # type: ignore[attr-defined]
         self.engine = Engine(None, None)
         self._engines: dict[str, Engine] = {}
         active = self.registry.active()
@@ -78,14 +77,20 @@ class Service:
         self.store.close()
 
     def _schedule(self, interval: float) -> None:
+        """Retrain every ``interval`` seconds when events arrived since the last attempt. A
+        failed run (any exception: a quality gate, a ``LinAlgError``...) is logged and the
+        schedule goes on; the thread only ends with the service."""
         last_seen = self.engine.trained_until
         while not self._stop.wait(interval):
-            if self.store.max_event_id() > last_seen:  # type: ignore[attr-defined]
-                try:
+            try:
+                newest = self.store.max_event_id()  # type: ignore[attr-defined]
+                if newest > last_seen:
+                    last_seen = newest  # a run that fails is not retried until new events come
                     self.train()
-                except TastemakerError as exc:
-                    log.warning("scheduled retraining failed: %s", exc)
-                last_seen = self.engine.trained_until
+            except TrainingError as exc:
+                log.warning("scheduled retraining: %s", exc)
+            except Exception:  # noqa: BLE001 - the schedule must outlive any one bad run
+                log.exception("scheduled retraining failed; the schedule goes on")
 
     # ------------------------------------------------------------------ catalog and events
     def upsert_items(self, items: Sequence[Item]) -> int:
@@ -100,6 +105,11 @@ class Service:
             log.warning("new items could not join the served model before retraining: %s", exc)
         return count
 
+    def delete_user(self, user_id: str) -> dict[str, int]:
+        """Remove the user's events, attributes and assignments from the store, so the next
+        model trained knows nothing of them. The active model keeps what it learned until then."""
+        return self.store.delete_user(user_id)  # type: ignore[attr-defined,no-any-return]
+
     def delete_item(self, item_id: str) -> bool:
         found = self.store.delete_item(item_id)
         if found:
@@ -113,10 +123,14 @@ class Service:
         return found
 
     def ingest(self, events: Sequence[Event]) -> int:
-        """Durably append, then update the counters the next request reads."""
-        count = self.store.append_events(events)
-        self.catalog.count([e.item_id for e in events])
-        return count
+        """Durably append, then update the counters the next request reads. Returns how many
+        were written: events whose ``(user_id, event_id)`` is stored already are retries."""
+        written = self.store.append_events(events)
+        # popularity counts uses, never exposure; a skipped retry must not count twice, so
+        # when some were skipped only the events without a client id (never skipped) count
+        counted = events if written == len(events) else [e for e in events if e.event_id is None]
+        self.catalog.count([e.item_id for e in counted if e.event_type not in EXPOSURE_TYPES])
+        return written
 
     # ------------------------------------------------------------------ recommendations
     def engine_for(self, version: str) -> Engine:
@@ -131,13 +145,13 @@ class Service:
         experiment = self._experiment_for(request)
         if experiment is None:
             engine = self.engine
-            return engine.recommend(self.store, request, self.catalog), engine.version, None, None
+            return engine.recommend(self.store, request, self.catalog, self.settings.history_limit), engine.version, None, None
         if request.user_id is None:
             raise ValueError("experiments need a user id")
         if experiment.name.startswith("interleave"):
             a, b = (self.engine_for(v.model_version) for v in experiment.variants[:2])
-            list_a = a.recommend(self.store, request, self.catalog)
-            list_b = b.recommend(self.store, request, self.catalog)
+            list_a = a.recommend(self.store, request, self.catalog, self.settings.history_limit)
+            list_b = b.recommend(self.store, request, self.catalog, self.settings.history_limit)
             rng = random.Random(f"{request.user_id}:{time.time_ns()}")
             ids, teams = team_draft([r.item_id for r in list_a], [r.item_id for r in list_b], request.n, rng)
             by_id = {r.item_id: r for r in list_b} | {r.item_id: r for r in list_a}
@@ -145,7 +159,7 @@ class Service:
         variant_name = self.store.assign(experiment.name, request.user_id, assign_variant(experiment, request.user_id))  # type: ignore[attr-defined]
         variant = next(v for v in experiment.variants if v.name == variant_name)
         engine = self.engine_for(variant.model_version)
-        return engine.recommend(self.store, request, self.catalog), engine.version, variant_name, None
+        return engine.recommend(self.store, request, self.catalog, self.settings.history_limit), engine.version, variant_name, None
 
     def _experiment_for(self, request: Request) -> Experiment | None:
         name = request.context.get("experiment") if request.context else None
@@ -161,69 +175,124 @@ class Service:
         now = time.time()
         self.store.append_events(
             [
-                Event(user_id, r.item_id, "impression", 1.0, now,
+                Event(user_id, r.item_id, EXPOSURE_TYPES[0], 1.0, now,
                       {"request_id": request_id, "variant": variant} | ({"team": teams[k]} if teams else {}))
                 for k, r in enumerate(items)
             ]
         )
 
-    def import_dataset(self, data: Dataset, batch: int = 50_000) -> int:
-        """Load a dataset's catalog and events into the store (e.g. to start a demo)."""
-        cat = data.catalog
-        created = cat["created_at"].fillna(0.0).to_numpy()
-        self.upsert_items(
-            [Item(str(i), str(t), str(x), tuple(map(str, c)), {}, True, float(ts))
-             for i, t, x, c, ts in zip(cat["item_id"], cat["title"], cat["text"], cat["categories"], created, strict=True)]
-        )
-        inter = data.interactions
-        users = data.users.decode(inter["user"].to_numpy())
-        items = data.items.decode(inter["item"].to_numpy())
-        events = [
-            Event(str(u), str(i), str(t), float(v), float(ts))
-            for u, i, t, v, ts in zip(users, items, inter["event_type"], inter["value"], inter["timestamp"], strict=True)
-        ]
-        for start in range(0, len(events), batch):
-            self.ingest(events[start : start + batch])
-        return len(events)
+    def import_dataset(self, data: Dataset, batch: int = 50_000, progress: bool = False) -> int:
+        """Load a dataset's catalog, users and events into the store (e.g. to start a demo or
+        seed your own data), then refresh what requests read; returns the events written."""
+        items = dataset_items(data)
+        _, written = import_dataset(self.store, data, batch=batch, progress=progress)
+        self.catalog.upsert(items)
+        self.engine.add_items(items)
+        self.catalog.popularity.update(self.store.item_counts(exclude_types=EXPOSURE_TYPES))  # type: ignore[attr-defined]
+        return written
 
     # ------------------------------------------------------------------ training
     def train(self, model: str | None = None, params: dict[str, Any] | None = None, activate: bool = True) -> dict[str, Any]:
-        """Fit on everything in the store, check the quality floor on a leave-one-out holdout,
-        save as a new version and (by default) swap it in. One run at a time."""
+        """Fit on the store's training events, check the quality gate on a leave-one-out
+        holdout, save as a new version and (by default) swap it in. One run at a time: a
+        second call while one runs raises :class:`TrainingError`."""
         if not self._train_lock.acquire(blocking=False):
             raise TrainingError("a training run is already in progress")
         try:
-            self.training = {"state": "running", "started": time.time()}
+            return self._train(model, params, activate)
+        finally:
+            self._train_lock.release()
+
+    def train_in_background(self, model: str | None = None, params: dict[str, Any] | None = None, activate: bool = True) -> str:
+        """Start :meth:`train` in a thread and return its job id. The model and its params are
+        checked first (``ValueError``/``TypeError``), and a run already in progress is a
+        :class:`TrainingError`, so a job that could not run is never reported as started."""
+        self.check_model(model, params)
+        if not self._train_lock.acquire(blocking=False):
+            raise TrainingError("a training run is already in progress")
+        job = uuid.uuid4().hex[:12]
+        self.training = {"state": "running", "job": job, "started": time.time()}
+
+        def run() -> None:
+            try:
+                self._train(model, params, activate, job)
+            except Exception as exc:  # recorded in self.training by _train
+                log.warning("training job %s failed: %s", job, exc)
+            finally:
+                self._train_lock.release()
+
+        try:
+            threading.Thread(target=run, daemon=True, name=f"train-{job}").start()
+        except BaseException:
+            self._train_lock.release()
+            raise
+        return job
+
+    def check_model(self, model: str | None, params: dict[str, Any] | None) -> tuple[str, Any, dict[str, Any]]:
+        """(name, class, params) of what to train; a bad name or param raises here."""
+        cfg = self.settings.training
+        name = model or cfg.model
+        cls = model_class(name)
+        chosen = cfg.params if params is None else params
+        cls(**chosen)  # validates the params (a typo is an error) before any work
+        return name, cls, chosen
+
+    def _train(self, model: str | None, params: dict[str, Any] | None, activate: bool, job: str | None = None) -> dict[str, Any]:
+        """The training run itself; the caller holds ``_train_lock``."""
+        started = time.time()
+        self.training = {"state": "running", "job": job, "started": started}
+        try:
             cfg = self.settings.training
-            name = model or cfg.model
-            cls = model_class(name)
-            chosen = cfg.params if params is None else params
+            name, cls, chosen = self.check_model(model, params)
             until = self.store.max_event_id()  # type: ignore[attr-defined]
-            data = self.store.to_dataset(until_id=until)  # type: ignore[attr-defined]
+            # exposure (impressions) never trains; event_types narrows it further
+            data = self.store.to_dataset(until_id=until, event_types=cfg.event_types)  # type: ignore[attr-defined]
             if data.n_interactions == 0:
-                raise TrainingError("the store has no events to train on")
+                raise TrainingError("the store has no training events (impressions never train)")
             options = FitOptions(threads=cfg.threads, progress=False)
-            split = leave_one_out(data)
-            metrics: dict[str, float] = {}
-            if len(split.test):
-                candidate = cls(**chosen).fit(split.train_with_validation(), options)
-                metrics = evaluate_model(candidate, split.test, ks=(10,), diversity=False)[0]
-                if metrics["ndcg@10"] < cfg.min_ndcg10:
-                    raise TrainingError(
-                        f"new {name} model has holdout NDCG@10 {metrics['ndcg@10']:.4f} < floor {cfg.min_ndcg10}; not activated"
-                    )
+            metrics = self._gate(name, cls, chosen, data, options)
             fitted = cls(**chosen).fit(data, options)
-            info = {"trained_until": until, "metrics": metrics, "params": chosen, "n_events": data.n_interactions}
+            info = {"trained_until": until, "metrics": metrics, "params": chosen, "n_events": data.n_interactions,
+                    "event_types": cfg.event_types}
             version = self.registry.add(fitted, info)
             if activate:
                 self.activate(version)
-            self.training = {"state": "done", "version": version, "metrics": metrics, "finished": time.time()}
+            self.training = {"state": "done", "job": job, "version": version, "metrics": metrics,
+                             "started": started, "finished": time.time()}
             return {"version": version, "activated": activate} | info
         except Exception as exc:
-            self.training = {"state": "failed", "error": str(exc), "finished": time.time()}
-            raise
-        finally:
-            self._train_lock.release()
+            error = str(exc) if isinstance(exc, TrainingError) else f"{type(exc).__name__}: {exc}"
+            self.training = {"state": "failed", "job": job, "error": error, "started": started, "finished": time.time()}
+            if isinstance(exc, TrainingError):
+                raise
+            log.exception("training failed")
+            raise TrainingError(f"training failed: {error}") from exc
+
+    def _gate(self, name: str, cls: Any, params: dict[str, Any], data: Dataset, options: FitOptions) -> dict[str, float]:
+        """Holdout metrics of the candidate; raises :class:`TrainingError` (and logs it) when
+        it misses ``min_ndcg10`` or, with ``beat_popularity``, does worse than popularity."""
+        cfg = self.settings.training
+        split = leave_one_out(data)
+        if not len(split.test):
+            return {}
+        train = split.train_with_validation()
+        candidate = cls(**params).fit(train, options)
+        metrics = evaluate_model(candidate, split.test, ks=(10,), diversity=False)[0]
+        ndcg = float(metrics["ndcg@10"])
+        problems = []
+        if ndcg < cfg.min_ndcg10:
+            problems.append(f"below the floor training.min_ndcg10 = {cfg.min_ndcg10}")
+        if cfg.beat_popularity and name != "most-popular":
+            baseline = model_class("most-popular")().fit(train, options)
+            popular = float(evaluate_model(baseline, split.test, ks=(10,), diversity=False)[0]["ndcg@10"])
+            metrics["most-popular ndcg@10"] = popular
+            if ndcg < popular:
+                problems.append(f"worse than the most-popular baseline ({popular:.4f}; training.beat_popularity)")
+        if problems:
+            message = f"new {name} model has holdout NDCG@10 {ndcg:.4f}, {' and '.join(problems)}: not activated"
+            log.warning("training refused: %s", message)
+            raise TrainingError(message)
+        return metrics
 
     def _load(self, version: str) -> Engine:
         """A version's engine, with the catalog items that arrived after it was trained added
@@ -239,26 +308,22 @@ class Service:
                     log.warning("items added after %s could not join it: %s", version, exc)
         return engine
 
-    def train_in_background(self, **kwargs: Any) -> str:
-        job = uuid.uuid4().hex[:12]
-
-        def run() -> None:
-            try:
-                self.train(**kwargs)
-            except Exception as exc:  # recorded in self.training
-                log.warning("training job %s failed: %s", job, exc)
-
-        threading.Thread(target=run, daemon=True, name=f"train-{job}").start()
-        return job
-
-    def activate(self, version: str) -> None:
+    def activate(self, version: str) -> bool:
+        """Serve ``version``; False (and no reload) when it is the one served already."""
+        if version == self.engine.version and version == self.registry.active():
+            return False
         engine = self._load(version)  # load fully before anyone can see it
         self.registry.activate(version)
         self.engine = engine  # the swap: one reference assignment
+        return True
 
     def rollback(self) -> str:
-        version = self.registry.rollback()
-        self.engine = self._load(version)
+        """Serve the version active before this one. It is loaded first: a version that
+        cannot load raises and the pointer (and the served model) stay where they were."""
+        version = self.registry.previous()
+        engine = self._load(version)
+        self.registry.rollback(version)
+        self.engine = engine
         return version
 
     def status(self) -> dict[str, Any]:

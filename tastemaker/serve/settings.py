@@ -17,7 +17,9 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from tastemaker.protocols import EXPOSURE_TYPES
 
 Scope = Literal["read", "write", "admin"]
 
@@ -49,14 +51,34 @@ class Experiment(BaseModel):
 
 
 class TrainingSettings(BaseModel):
-    """What background retraining fits, how often, and the quality floor a new model must pass."""
+    """What background retraining fits, on which events, how often, and the quality gate a new
+    model must pass before it is activated.
+
+    * ``event_types``: the event types that train (e.g. ``["click", "purchase"]``); ``None``
+      (the default) means every type except the exposure types (``impression``), which
+      record what was shown and are never training positives (listing one is an error).
+    * The gate, on a leave-one-out holdout of the store's events: holdout NDCG@10 must be
+      at least ``min_ndcg10`` and, with ``beat_popularity`` (the default), at least that of
+      the most-popular baseline fitted on the same split. A model that fails is saved
+      nowhere and not activated; the response, ``/v1/admin/training`` and the log say why.
+    """
 
     model_config = ConfigDict(extra="forbid")
     model: str = "ease"
     params: dict[str, Any] = {}
+    event_types: list[str] | None = None
     interval_seconds: float = Field(0.0, ge=0)  # 0 = only on demand
     min_ndcg10: float = Field(0.0, ge=0)  # on a leave-one-out holdout of the store's events
+    beat_popularity: bool = True
     threads: int | None = 1
+
+    @field_validator("event_types")
+    @classmethod
+    def _no_exposure(cls, value: list[str] | None) -> list[str] | None:
+        shown = sorted(set(value or ()) & set(EXPOSURE_TYPES))
+        if shown:
+            raise ValueError(f"{', '.join(shown)} records what was shown, not what a user did: it never trains")
+        return value
 
 
 class Settings(BaseModel):
@@ -68,10 +90,17 @@ class Settings(BaseModel):
     host: str = "127.0.0.1"
     port: int = 8000
     api_keys: list[ApiKey] = []
-    max_request_bytes: int = Field(1_000_000, ge=1024)
+    max_request_bytes: int = Field(1_000_000, ge=1024)  # counted as the body streams in: 413 past it
     max_items_per_request: int = Field(10_000, ge=1)
     max_n: int = Field(1000, ge=1)
-    history_limit: int = Field(200, ge=1)  # recent events read per recommendation request
+    # Failed authentication (no key, or an unknown one) per client address: `auth_failure_burst`
+    # failures, refilled at `auth_failures_per_second`; past that, 429 with Retry-After.
+    auth_failures_per_second: float = Field(1.0, gt=0)
+    auth_failure_burst: int = Field(20, ge=1)
+    # A request reads the user's most recent `history_limit` distinct items (exposure events
+    # never count, and repeats of one item take one place): they are excluded as seen, and
+    # those newer than the model's snapshot are folded in on top of its training history.
+    history_limit: int = Field(500, ge=1)
     ann_exact_below: int = Field(20_000, ge=0)
     threads: int = Field(1, ge=1)  # BLAS/OpenMP threads per process: 1 keeps single requests fast
     training: TrainingSettings = TrainingSettings()

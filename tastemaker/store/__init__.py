@@ -14,6 +14,7 @@ from urllib.parse import parse_qsl
 
 from tastemaker.protocols import Event, Item, Store
 from tastemaker.store.base import SCHEMA_VERSION, SQLStore, StoreError, StoreSchemaError
+from tastemaker.store.importing import import_dataset
 from tastemaker.store.postgres import PostgresStore  # psycopg itself loads only when one is made
 from tastemaker.store.sqlite import SQLiteStore
 
@@ -27,6 +28,7 @@ __all__ = [
     "Store",
     "StoreError",
     "StoreSchemaError",
+    "import_dataset",
     "open_store",
 ]
 

@@ -133,7 +133,8 @@ def test_training_versions_activate_and_rollback(settings: Settings) -> None:
         assert versions[0]["metrics"]["ndcg@10"] > 0.2  # two clean taste groups (random would be ~0.06)
         assert client.post("/v1/admin/rollback").json() == {"active": "v0001"}
         assert client.get("/healthz").json()["model_version"] == "v0001"
-        assert client.post("/v1/admin/models/v0002/activate").json() == {"active": "v0002"}
+        assert client.post("/v1/admin/models/v0002/activate").json() == {"active": "v0002", "reloaded": True}
+        assert client.post("/v1/admin/models/v0002/activate").json() == {"active": "v0002", "reloaded": False}
         assert client.post("/v1/admin/models/v0099/activate").status_code == 404
         bad = client.post("/v1/admin/train", json={"wait": True, "model": "ease", "params": {"reg": -1}})
         assert bad.status_code == 422 and "reg" in bad.text
@@ -145,7 +146,7 @@ def test_quality_floor_refuses_a_bad_model(tmp_path) -> None:
     with live_server(settings) as client:
         seed(client, train=False)
         r = client.post("/v1/admin/train", json={"wait": True})
-        assert r.status_code == 409 and "floor" in r.json()["detail"]
+        assert r.status_code == 409 and "floor" in r.json()["error"]
         assert client.get("/healthz").json()["model_version"] is None
 
 
@@ -208,7 +209,7 @@ def test_auth_scopes_and_rate_limits(tmp_path) -> None:
         assert client.post("/v1/events", json=event).status_code == 401
         assert client.post("/v1/events", json=event, headers={"Authorization": "Bearer nope"}).status_code == 401
         r = client.post("/v1/events", json=event, headers={"Authorization": "Bearer r-secret"})
-        assert r.status_code == 403 and "write" in r.json()["detail"]
+        assert r.status_code == 403 and "write" in r.json()["error"]
         assert client.post("/v1/events", json=event, headers={"X-API-Key": "w-secret"}).status_code == 200
         assert client.get("/v1/admin/models", headers={"X-API-Key": "w-secret"}).status_code == 403
         assert client.get("/v1/admin/models", headers={"X-API-Key": "a-secret"}).status_code == 200
@@ -300,8 +301,7 @@ def test_bad_input_is_a_4xx_naming_the_field(settings: Settings, method, path, p
         r = client.request(method.upper(), path, json=payload)
         assert 400 <= r.status_code < 500, r.text
         body = r.json()
-        message = body.get("error") or body.get("detail")
-        assert field in str(message), body
+        assert field in body["error"], body  # one error shape: schemas.ErrorOut
 
 
 def test_missing_things_are_404(settings: Settings) -> None:

@@ -8,27 +8,29 @@ from fastapi import APIRouter, Depends, HTTPException
 
 from tastemaker.errors import ArtifactError
 from tastemaker.serve.deps import get_service, require
-from tastemaker.serve.schemas import TrainIn
+from tastemaker.serve.schemas import TrainIn, VersionPath, errors
 from tastemaker.serve.service import Service, TrainingError
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(require("admin"))])
 
 
-@router.post("/train")
+@router.post("/train", responses=errors(409))
 def train(body: TrainIn, service: Service = Depends(get_service)) -> dict[str, Any]:
     if body.model is not None:
         from tastemaker.config import MODELS
 
         if body.model not in MODELS:
             raise HTTPException(422, f"model: unknown model {body.model!r}; choose from {', '.join(MODELS)}")
-    if not body.wait:
-        return {"job": service.train_in_background(model=body.model, params=body.params, activate=body.activate), "state": "started"}
     try:
+        service.check_model(body.model, body.params)
+    except (TypeError, ValueError) as exc:
+        raise HTTPException(422, f"params: {exc}") from None
+    try:
+        if not body.wait:  # 409 now, not a "started" job that fails at once, when one runs already
+            return {"job": service.train_in_background(body.model, body.params, body.activate), "state": "started"}
         return service.train(body.model, body.params, body.activate)
     except TrainingError as exc:
         raise HTTPException(409, str(exc)) from None
-    except (TypeError, ValueError) as exc:
-        raise HTTPException(422, f"params: {exc}") from None
 
 
 @router.get("/training")
@@ -41,16 +43,16 @@ def versions(service: Service = Depends(get_service)) -> list[dict[str, Any]]:
     return service.registry.versions()
 
 
-@router.post("/models/{version}/activate")
-def activate(version: str, service: Service = Depends(get_service)) -> dict[str, Any]:
+@router.post("/models/{version}/activate", responses=errors(404))
+def activate(version: VersionPath, service: Service = Depends(get_service)) -> dict[str, Any]:
     try:
-        service.activate(version)
+        reloaded = service.activate(version)  # False: it is served already, nothing to reload
     except ArtifactError as exc:
         raise HTTPException(404, f"version: {exc}") from None
-    return {"active": version}
+    return {"active": version, "reloaded": reloaded}
 
 
-@router.post("/rollback")
+@router.post("/rollback", responses=errors(409))
 def rollback(service: Service = Depends(get_service)) -> dict[str, Any]:
     try:
         return {"active": service.rollback()}

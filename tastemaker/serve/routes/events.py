@@ -8,24 +8,29 @@ from fastapi import APIRouter, Depends, HTTPException
 
 from tastemaker.protocols import Event
 from tastemaker.serve.deps import get_service, require
-from tastemaker.serve.schemas import Accepted, EventIn, EventsIn
+from tastemaker.serve.schemas import EventIn, EventsAccepted, EventsIn
 from tastemaker.serve.service import Service
 
 router = APIRouter(prefix="/v1/events", tags=["events"])
 
 
 def _event(e: EventIn, now: float) -> Event:
-    return Event(e.user_id, e.item_id, e.event_type, e.value, e.timestamp if e.timestamp is not None else now, e.context)
+    return Event(e.user_id, e.item_id, e.event_type, e.value, e.timestamp if e.timestamp is not None else now, e.context, e.event_id)
 
 
-@router.post("", response_model=Accepted, dependencies=[Depends(require("write"))])
-def post_event(body: EventIn, service: Service = Depends(get_service)) -> Accepted:
-    return Accepted(accepted=service.ingest([_event(body, time.time())]))
+def _accepted(service: Service, events: list[Event]) -> EventsAccepted:
+    written = service.ingest(events)
+    return EventsAccepted(accepted=len(events), duplicates=len(events) - written)
 
 
-@router.post("/bulk", response_model=Accepted, dependencies=[Depends(require("write"))])
-def post_events(body: EventsIn, service: Service = Depends(get_service)) -> Accepted:
+@router.post("", response_model=EventsAccepted, dependencies=[Depends(require("write"))])
+def post_event(body: EventIn, service: Service = Depends(get_service)) -> EventsAccepted:
+    return _accepted(service, [_event(body, time.time())])
+
+
+@router.post("/bulk", response_model=EventsAccepted, dependencies=[Depends(require("write"))])
+def post_events(body: EventsIn, service: Service = Depends(get_service)) -> EventsAccepted:
     if len(body.events) > service.settings.max_items_per_request:
         raise HTTPException(413, f"events: at most {service.settings.max_items_per_request} per request")
     now = time.time()
-    return Accepted(accepted=service.ingest([_event(e, now) for e in body.events]))
+    return _accepted(service, [_event(e, now) for e in body.events])

@@ -8,13 +8,14 @@ from fastapi import APIRouter, Depends, HTTPException
 
 from tastemaker.serve.deps import get_service, require
 from tastemaker.serve.experiments import interleaving_outcome
+from tastemaker.serve.schemas import NamePath, errors
 from tastemaker.serve.service import Service
 
 router = APIRouter(prefix="/v1/experiments", tags=["experiments"], dependencies=[Depends(require("read"))])
 
 
-@router.get("/{name}")
-def results(name: str, service: Service = Depends(get_service)) -> dict[str, Any]:
+@router.get("/{name}", responses=errors(404))
+def results(name: NamePath, service: Service = Depends(get_service)) -> dict[str, Any]:
     experiment = next((e for e in service.settings.experiments if e.name == name), None)
     if experiment is None:
         raise HTTPException(404, f"name: no experiment {name!r}")

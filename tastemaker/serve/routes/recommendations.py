@@ -8,10 +8,13 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 
 from tastemaker.serve.deps import get_service, require
 from tastemaker.serve.engine import Recommendation, Request
-from tastemaker.serve.schemas import RecommendationOut, RecommendationsOut, SessionIn
+from tastemaker.serve.schemas import MAX_LIST, Category, ItemRef, RecommendationOut, RecommendationsOut, SessionIn, UserIdPath
 from tastemaker.serve.service import Service
 
 router = APIRouter(prefix="/v1", tags=["recommendations"])
+
+# The handlers are plain `def`s: FastAPI runs them in its thread pool, so the store reads, the
+# engine lock and the scoring never block the event loop (and /healthz with it).
 
 
 def _respond(service: Service, request: Request) -> RecommendationsOut:
@@ -34,11 +37,11 @@ def _out(r: Recommendation, team: str | None) -> RecommendationOut:
 
 
 @router.get("/users/{user_id}/recommendations", response_model=RecommendationsOut, dependencies=[Depends(require("read"))])
-async def for_user(
-    user_id: str,
-    n: int = Query(10, ge=1, description="how many items"),
-    categories: list[str] = Query([], description="only items in any of these categories (repeatable)"),
-    exclude: list[str] = Query([], description="item ids never to show (repeatable)"),
+def for_user(
+    user_id: UserIdPath,
+    n: int = Query(10, ge=1, description="how many items (at most max_n)"),
+    categories: list[Category] = Query([], max_length=MAX_LIST, description="only items in any of these categories (repeatable)"),
+    exclude: list[ItemRef] = Query([], max_length=MAX_LIST, description="item ids never to show (repeatable)"),
     experiment: str | None = Query(None, description="an interleaving experiment to run instead of the A/B split"),
     service: Service = Depends(get_service),
 ) -> RecommendationsOut:
@@ -48,7 +51,7 @@ async def for_user(
 
 
 @router.post("/recommendations", response_model=RecommendationsOut, dependencies=[Depends(require("read"))])
-async def for_session(body: SessionIn, service: Service = Depends(get_service)) -> RecommendationsOut:
+def for_session(body: SessionIn, service: Service = Depends(get_service)) -> RecommendationsOut:
     request = Request(None, body.n, history=tuple(body.items), categories=tuple(body.categories),
                       exclude=tuple(body.exclude), context=body.context)
     return _respond(service, request)
