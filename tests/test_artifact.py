@@ -1,6 +1,8 @@
 """Artifacts: round trips for every registered model, atomic overwrite, refusals, no pickle."""
 
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -76,7 +78,7 @@ def test_manifest_contents(data, tmp_path):
     manifest = read_manifest(path)
     assert manifest["format"] == "tastemaker-artifact"
     assert manifest["model"]["class"] == "tastemaker.models.ease:EASE"
-    assert manifest["model"]["config"] == {"reg": 10.0}
+    assert manifest["model"]["config"] == {"reg": 10.0, "precision": "float16"}
     assert manifest["schema"]["n_users"] == 12 and manifest["schema"]["n_items"] == 12
     assert set(manifest["files"]) == {"users.parquet", "items.parquet", "arrays.npz"}
     assert sorted(p.name for p in path.iterdir()) == ["arrays.npz", "items.parquet", MANIFEST, "users.parquet"]
@@ -198,3 +200,30 @@ def test_artifact_directory_permissions_follow_the_umask(data, tmp_path):
         os.umask(old)
     assert (path / "arrays.npz").stat().st_mode & 0o777 == 0o644
     assert path.stat().st_mode & 0o777 == 0o755
+
+
+# An EASE artifact written before EASEConfig.precision existed (float32 weights, config
+# {"reg": 10.0}): EASE(reg=10.0) on checkerboard(12, 12), seed 3.
+FORMAT1_EASE = Path(__file__).parent / "fixtures" / "ease-format1-float32"
+
+
+def test_ease_weights_are_stored_as_float16_at_half_the_size(data, tmp_path):
+    half = EASE(reg=10.0).fit(data, OPTIONS)
+    full = EASE(reg=10.0, precision="float32").fit(data, OPTIONS)
+    with np.load(half.save(tmp_path / "half") / "arrays.npz", allow_pickle=False) as npz:
+        assert npz["weights"].dtype == np.float16
+    with np.load(full.save(tmp_path / "full") / "arrays.npz", allow_pickle=False) as npz:
+        assert npz["weights"].dtype == np.float32
+    assert half.weights_.dtype == np.float32  # scored in float32 either way
+    np.testing.assert_array_equal(half.weights_, full.weights_.astype(np.float16).astype(np.float32))
+    assert load_model(tmp_path / "half").weights_.tobytes() == half.weights_.tobytes()
+
+
+def test_an_artifact_with_float32_weights_from_before_precision_still_loads(data, tmp_path):
+    path = shutil.copytree(FORMAT1_EASE, tmp_path / "old")
+    assert read_manifest(path)["model"]["config"] == {"reg": 10.0}
+    loaded = load_model(path)
+    assert isinstance(loaded, EASE) and loaded.weights_.dtype == np.float32
+    reference = EASE(reg=10.0, precision="float32").fit(data, OPTIONS)
+    items = list(data.items.ids)
+    np.testing.assert_allclose(loaded.score(queries(), items), reference.score(queries(), items), rtol=1e-6, atol=1e-7)

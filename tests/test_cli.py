@@ -43,7 +43,7 @@ def test_train_writes_an_artifact(saved, tmp_path, capsys):
     code = main(["train", "--saved", str(saved), "--model", "ease", "--param", "reg=10", "--out", str(out), "--quiet"])
     assert code == 0
     printed = capsys.readouterr().out
-    assert "EASE(reg=10.0)" in printed
+    assert "EASE(reg=10.0, precision='float16')" in printed
     assert str(out) in printed
     assert (out / "manifest.json").is_file()
 

@@ -1,8 +1,19 @@
 """Vectorised top-K metrics over full rankings.
 
-Inputs are a matrix of recommended item codes, ``topk`` (users x K, best first, -1 = empty
-slot), and the relevant items per row as a CSR matrix ``truth`` (users x n_items). With
-leave-one-out each truth row holds exactly one item.
+Two ways to turn scores into a rank, for two purposes:
+
+* **Reported metrics** (the test set, the tables) are computed from the lists a user would
+  be served: ``topk`` is a matrix of recommended item codes (users x K, best first, -1 =
+  empty slot) from ``Recommender.recommend_codes``, which ranks over all items the user has
+  not seen, breaks ties by the lower item code and never lists an item scoring NaN or -inf.
+  The relevant items per row are a CSR matrix ``truth`` (users x n_items); with
+  leave-one-out each truth row holds exactly one item.
+* **Selection metrics** (what tuning, early stopping or a quality gate compares models on)
+  use :func:`pessimistic_ranks`: each relevant item is ranked by its own score and loses
+  every tie (rank = number of candidates scoring >= it; a NaN candidate counts as above it;
+  a relevant item scoring NaN, or not a candidate, is never found). A model with constant or
+  NaN scores then gets 0 rather than credit for whichever items have low codes; for a model
+  whose relevant items' scores are untied the two definitions agree exactly.
 
 Accuracy (per user, then averaged):
 
@@ -11,7 +22,8 @@ Accuracy (per user, then averaged):
 * ``ndcg@K`` — DCG with gain 1/log2(rank + 1), normalised by the ideal DCG for
   min(|relevant|, K) hits;
 * ``mrr@K`` — 1 / rank of the first relevant item within K (0 if none);
-* ``map@K`` — mean of precision@j at each hit j, divided by min(|relevant|, K).
+* ``map@K`` — mean of precision@j at each hit j, divided by min(|relevant|, K) (reported
+  metrics only).
 
 Beyond accuracy (over all recommended lists):
 
@@ -62,6 +74,43 @@ def accuracy_per_user(topk: np.ndarray, truth: sp.csr_matrix, k: int) -> dict[st
         f"ndcg@{k}": dcg / idcg,
         f"mrr@{k}": np.where(first > 0, 1.0 / np.maximum(first, 1), 0.0),
         f"map@{k}": (precision_at * hits).sum(axis=1) / np.minimum(n_relevant, k),
+    }
+
+
+def pessimistic_ranks(scores: np.ndarray, rows: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """The rank (1 = best, float) of item ``items[p]`` in row ``rows[p]`` of ``scores``
+    (queries x n_items; ``-inf`` marks an item that is not a candidate, e.g. one already
+    seen), losing every tie: the number of candidates scoring >= it, the item included, with
+    NaN candidates counted as above it. ``inf`` when the item itself scores NaN or -inf:
+    it would never be recommended."""
+    rows = np.asarray(rows, dtype=np.int64)
+    items = np.asarray(items, dtype=np.int64)
+    target = scores[rows, items]
+    block = scores[rows]
+    ranks = ((block >= target[:, None]) | np.isnan(block)).sum(axis=1).astype(np.float64)
+    ranks[np.isnan(target) | (target == -np.inf)] = np.inf
+    return ranks
+
+
+def accuracy_from_ranks(ranks: np.ndarray, truth: sp.csr_matrix, k: int) -> dict[str, np.ndarray]:
+    """Per-user hr, recall, ndcg and mrr at cutoff ``k`` from the rank of every relevant item
+    (``ranks`` in the order of ``truth.indices``, e.g. from :func:`pessimistic_ranks`)."""
+    n_relevant = np.diff(truth.indptr)
+    if np.any(n_relevant == 0):
+        raise ValueError("every evaluated user needs at least one relevant item")
+    owner = np.repeat(np.arange(truth.shape[0]), n_relevant)
+    found = ranks <= k
+    gain = np.where(found, 1.0 / np.log2(np.where(found, ranks, 1.0) + 1.0), 0.0)
+    dcg = np.bincount(owner, weights=gain, minlength=truth.shape[0])
+    idcg = np.cumsum(1.0 / np.log2(np.arange(2, k + 2)))[np.minimum(n_relevant, k) - 1]
+    hits = np.bincount(owner, weights=found.astype(np.float64), minlength=truth.shape[0])
+    best = np.full(truth.shape[0], np.inf)
+    np.minimum.at(best, owner, ranks)
+    return {
+        f"hr@{k}": (hits > 0).astype(np.float64),
+        f"recall@{k}": hits / n_relevant,
+        f"ndcg@{k}": dcg / idcg,
+        f"mrr@{k}": np.where(best <= k, 1.0 / best, 0.0),
     }
 
 

@@ -4,7 +4,9 @@
 2. temporal leave-one-out: last event = test, second-last = validation;
 3. rank over all items, excluding items the user has seen in training; no sampled negatives;
 4. for each model, fit every configuration of its grid on train and keep the one with the
-   best validation NDCG@10;
+   best validation NDCG@10, computed by :func:`selection_metrics`: each validation item is
+   ranked by its own score and loses every tie (NaN counts as worst), so a model with
+   constant or NaN scores gets 0 instead of credit for items that happen to have low codes;
 5. refit that configuration on train + validation and report HR/NDCG/... @10 and @20 on the
    test item, with a bootstrap confidence interval for NDCG@10.
 """
@@ -26,9 +28,9 @@ import scipy.sparse as sp
 
 from tastemaker.data.dataset import Dataset
 from tastemaker.data.splits import Split, leave_one_out
-from tastemaker.eval.metrics import bootstrap_ci, summarize, truth_from_pairs
-from tastemaker.models.base import Recommender
-from tastemaker.types import FitOptions
+from tastemaker.eval.metrics import accuracy_from_ranks, bootstrap_ci, pessimistic_ranks, summarize, truth_from_pairs
+from tastemaker.models.base import Recommender, score_batch_size
+from tastemaker.types import FitOptions, Query
 
 KS = (10, 20)
 TUNE_METRIC = "ndcg@10"
@@ -36,7 +38,9 @@ TUNE_METRIC = "ndcg@10"
 
 @dataclass
 class ModelResult:
-    """One model's outcome under the protocol."""
+    """One model's outcome under the protocol. ``validation`` and ``tuning`` hold the
+    selection metrics (:func:`selection_metrics`, ties pessimistic); ``test`` the reported
+    ones (:func:`evaluate_model`, from the served top-k lists)."""
 
     model: str
     params: dict[str, Any]
@@ -69,7 +73,7 @@ def param_grid(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
 
 
 def evaluate_model(
-    model: Recommender,
+    model: Any,
     heldout: pd.DataFrame,
     ks: Sequence[int] = KS,
     *,
@@ -77,7 +81,13 @@ def evaluate_model(
     item_features: sp.csr_matrix | None = None,
     progress: bool = False,
 ) -> tuple[dict[str, float], dict[str, np.ndarray]]:
-    """Rank the full catalog for every user in ``heldout`` and compute all metrics.
+    """Rank the full catalog for every user in ``heldout`` and compute all metrics: the
+    reported metrics, from the top-k lists ``recommend_codes`` serves (ties to the lower
+    item code; see :mod:`tastemaker.eval.metrics`). To choose between models use
+    :func:`selection_metrics`, which gives ties and NaN no credit.
+
+    ``model`` is a :class:`Recommender` or a :class:`~tastemaker.pipeline.Pipeline` (which
+    has the same ``recommend_codes`` and vocabularies).
 
     Intra-list diversity uses ``item_features`` (e.g. ``dataset.category_matrix()``), or,
     without them, each item's vector of training users (exact but slow for popular items)."""
@@ -96,6 +106,60 @@ def evaluate_model(
         n_users=len(model.users_),
         item_features=features,
     )
+
+
+def selection_metrics(
+    model: Any, heldout: pd.DataFrame, k: int = 10
+) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """hr, recall, ndcg and mrr @``k`` for choosing between models: (means, per-user arrays).
+
+    Each held-out item is ranked over all items the user has not seen by its own score,
+    losing every tie and every NaN (:func:`tastemaker.eval.metrics.pessimistic_ranks`).
+    Unlike :func:`evaluate_model`, whose lists break ties by the lower item code, nothing
+    here depends on item codes: constant scores rank the item last, NaN never finds it. For
+    a model without ties at the held-out items the values equal :func:`evaluate_model`'s.
+    ``model`` may also be a :class:`~tastemaker.pipeline.Pipeline` (ranked from its lists)."""
+    users, truth = truth_from_pairs(heldout["user"].to_numpy(), heldout["item"].to_numpy(), len(model.items_))
+    if not isinstance(model, Recommender):  # a pipeline: ranks from its lists
+        return _list_selection_metrics(model, users, truth, k)
+    item_ids = list(model.items_.ids)
+    seen = model.user_items_
+    parts: list[dict[str, np.ndarray]] = []
+    size = score_batch_size(len(item_ids))
+    for start in range(0, len(users), size):
+        batch = users[start : start + size]
+        scores = model.score([Query(user=u) for u in model.users_.decode(batch)], item_ids)
+        history = seen[batch]
+        scores[np.repeat(np.arange(len(batch)), np.diff(history.indptr)), history.indices] = -np.inf
+        relevant = truth[start : start + size]
+        rows = np.repeat(np.arange(len(batch)), np.diff(relevant.indptr))
+        parts.append(accuracy_from_ranks(pessimistic_ranks(scores, rows, relevant.indices), relevant, k))
+    names = [f"hr@{k}", f"recall@{k}", f"ndcg@{k}", f"mrr@{k}"]
+    per_user = {n: np.concatenate([p[n] for p in parts]) if parts else np.zeros(0) for n in names}
+    return {n: float(v.mean()) if len(v) else 0.0 for n, v in per_user.items()}, per_user
+
+
+def _list_selection_metrics(pipeline: Any, users: np.ndarray, truth: sp.csr_matrix, k: int) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """:func:`selection_metrics` for a pipeline, which ranks lists rather than scoring every
+    item: a held-out item's rank is the number of items in its list scoring at least as high
+    (it loses every tie), and an item outside the top-``k`` list, or scored NaN, is not found."""
+    from tastemaker.types import Query
+
+    ranks = np.full(len(truth.indices), np.inf)
+    ids = pipeline.users_.decode(users)
+    step = 256
+    for start in range(0, len(users), step):
+        lists = pipeline.recommend([Query(user=str(u)) for u in ids[start : start + step]], k)
+        for row, items in enumerate(lists):
+            user = start + row
+            scores = items.scores.astype(np.float64)
+            for slot in range(truth.indptr[user], truth.indptr[user + 1]):
+                where = np.flatnonzero(items.item_codes == truth.indices[slot])
+                if len(where) and np.isfinite(scores[where[0]]):
+                    ranks[slot] = float(((scores >= scores[where[0]]) | np.isnan(scores)).sum())
+    names = [f"hr@{k}", f"recall@{k}", f"ndcg@{k}", f"mrr@{k}"]
+    per_user = accuracy_from_ranks(ranks, truth, k)
+    return {n: float(per_user[n].mean()) if len(per_user[n]) else 0.0 for n in names}, per_user
 
 
 def run_protocol(
@@ -120,18 +184,18 @@ def run_protocol(
     results = []
     for name, (cls, grid) in models.items():
         tuning = []
-        best: tuple[float, dict[str, Any]] | None = None
+        best: tuple[float, dict[str, Any], dict[str, float]] | None = None
         configs = param_grid(grid) or [{}]
         for params in configs:
             model = cls(**params).fit(split.train, options)
-            means, _ = evaluate_model(model, split.validation, ks=(10,), diversity=False)
+            means, _ = selection_metrics(model, split.validation, k=10)
             tuning.append({"params": params, TUNE_METRIC: means[TUNE_METRIC]})
             if progress:
                 print(f"  {name} {params}: validation {TUNE_METRIC} = {means[TUNE_METRIC]:.4f}", flush=True)
             if best is None or means[TUNE_METRIC] > best[0]:
-                best = (means[TUNE_METRIC], params, means)  # type: ignore[assignment]
+                best = (means[TUNE_METRIC], params, means)
         assert best is not None
-        best_params, best_valid = best[1], best[2]  # type: ignore[misc]
+        _, best_params, best_valid = best
         with peak_rss() as peak:
             start = time.perf_counter()
             model = cls(**best_params).fit(train_full, options)
@@ -157,6 +221,53 @@ def run_protocol(
         n_interactions=dataset.n_interactions,
         n_test_users=int(split.test["user"].nunique()),
         results=results,
+    )
+
+
+def run_pipeline_protocol(
+    dataset: Dataset,
+    pipeline: Any,
+    options: FitOptions | None = None,
+    *,
+    split: Split | None = None,
+    ks: Sequence[int] = KS,
+    progress: bool = True,
+    alone: bool = True,
+) -> ProtocolResult:
+    """The reference protocol for a :class:`~tastemaker.pipeline.Pipeline`: fitted on train +
+    validation (its stages as configured), reported on the test item; with ``alone``, each
+    of its sources also as a one-source pipeline, side by side. Validation metrics are the
+    pessimistic selection metrics of a fit on train alone."""
+    from tastemaker.pipeline import Pipeline
+
+    options = options or FitOptions(progress=False)
+    split = split or leave_one_out(dataset)
+    train_full = split.train_with_validation()
+    categories = dataset.category_matrix()
+    features = categories if categories.shape[1] and categories.getnnz() >= 0.5 * dataset.n_items else None
+    rows: list[tuple[str, Any]] = [(f"pipeline ({pipeline.name})", pipeline)]
+    if alone and len(pipeline.sources) > 1:
+        rows += [(f"{s.name} alone", Pipeline([type(s)(s.config, name=s.name)])) for s in pipeline.sources]
+    results = []
+    for label, planned in rows:
+        if progress:
+            print(f"  {label} ...", flush=True)
+        validation, _ = selection_metrics(planned.clone().fit(split.train, options), split.validation, k=10)
+        with peak_rss() as peak:
+            start = time.perf_counter()
+            fitted = planned.clone().fit(train_full, options)
+            fit_seconds = time.perf_counter() - start
+        means, per_user = evaluate_model(fitted, split.test, ks=ks, item_features=features, progress=progress)
+        config = [{"role": role, "name": st.name, "kind": st.kind, **st.config.model_dump(mode="json")}
+                  for role, st in fitted.stages if role in ("source", "ranker", "reranker")]
+        results.append(ModelResult(
+            model=label, params={"stages": config}, validation=validation, test=means,
+            ndcg10_ci=bootstrap_ci(per_user["ndcg@10"], seed=options.seed), fit_seconds=fit_seconds,
+            peak_rss_mb=peak.megabytes, tuning=[],
+        ))
+    return ProtocolResult(
+        dataset=dataset.name, split=split.name, n_users=dataset.n_users, n_items=dataset.n_items,
+        n_interactions=dataset.n_interactions, n_test_users=int(split.test["user"].nunique()), results=results,
     )
 
 

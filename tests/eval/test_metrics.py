@@ -192,3 +192,31 @@ def test_summarize_keys_and_values():
     # without features there is no diversity key
     means, _ = summarize(TOPK, TRUTH, (5,), item_popularity=popularity, n_users=5)
     assert "diversity@5" not in means
+
+
+def test_pessimistic_ranks_lose_every_tie_and_nan():
+    from tastemaker.eval.metrics import pessimistic_ranks
+
+    scores = np.array([[0.5, 0.9, 0.5, np.nan, -np.inf, 0.1]])
+    rows = np.zeros(5, dtype=np.int64)
+    # item 0 (0.5): items 0, 1, 2 score >= 0.5 and item 3 is NaN -> rank 4; item 1 (0.9):
+    # itself and the NaN -> 2; item 5 (0.1): five; item 3 (NaN) and item 4 (-inf, not a
+    # candidate) are never found
+    assert pessimistic_ranks(scores, rows, np.array([0, 1, 5, 3, 4])).tolist() == [4, 2, 5, np.inf, np.inf]
+    # constant scores: the target is last among the candidates, whatever its code
+    assert pessimistic_ranks(np.zeros((1, 50)), np.array([0]), np.array([0])).tolist() == [50]
+
+
+def test_accuracy_from_ranks_known_values():
+    from tastemaker.eval.metrics import accuracy_from_ranks
+
+    truth = sp.csr_matrix((np.ones(3), ([0, 0, 1], [0, 1, 7])), shape=(2, N_ITEMS))
+    ranks = np.array([4.0, 2.0, np.inf])  # user 0: ranks 4 and 2; user 1: never found
+    at5 = accuracy_from_ranks(ranks, truth, 5)
+    np.testing.assert_allclose(at5["ndcg@5"], [(1 / math.log2(5) + 1 / L3) / (1 + 1 / L3), 0])
+    np.testing.assert_allclose(at5["hr@5"], [1, 0])
+    np.testing.assert_allclose(at5["recall@5"], [1, 0])
+    np.testing.assert_allclose(at5["mrr@5"], [1 / 2, 0])
+    at3 = accuracy_from_ranks(ranks, truth, 3)
+    np.testing.assert_allclose(at3["ndcg@3"], [(1 / L3) / (1 + 1 / L3), 0])
+    np.testing.assert_allclose(at3["recall@3"], [1 / 2, 0])

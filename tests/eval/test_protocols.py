@@ -8,12 +8,21 @@ import pytest
 import scipy.sparse as sp
 
 from tastemaker.data.dataset import Dataset
-from tastemaker.eval.protocols import ModelResult, ProtocolResult, param_grid, peak_rss, run_protocol
+from tastemaker.data.splits import Split, leave_one_out
+from tastemaker.eval.protocols import (
+    ModelResult,
+    ProtocolResult,
+    evaluate_model,
+    param_grid,
+    peak_rss,
+    run_protocol,
+    selection_metrics,
+)
 from tastemaker.models.base import ModelConfig, Recommender
 from tastemaker.models.ease import EASE
 from tastemaker.models.popularity import MostPopular
 from tastemaker.testing.synthetic import checkerboard
-from tastemaker.types import FitOptions
+from tastemaker.types import FitOptions, Query
 
 OPTIONS = FitOptions(progress=False, threads=1)
 
@@ -83,6 +92,111 @@ def test_run_protocol_picks_the_grid_value_with_the_best_validation_ndcg():
     assert model.tuning[1]["ndcg@10"] > 0.5
     assert model.params == {"sign": 1.0}
     assert model.validation["ndcg@10"] == model.tuning[1]["ndcg@10"]
+
+
+class DegenerateConfig(ModelConfig):
+    fill: float = 0.0  # every score; NaN for a model that scores nothing
+
+
+class Degenerate(Recommender):
+    """Test double: the same score (or NaN) for every item. It knows nothing, so every metric
+    that selects a model must give it 0, whatever codes the held-out items have."""
+
+    Config = DegenerateConfig
+    name = "degenerate"
+
+    def _fit(self, dataset, options):
+        pass
+
+    def _score(self, batch):
+        return np.full((len(batch), len(self.items_)), self.config.fill, dtype=np.float32)
+
+    def _arrays(self):
+        return {}
+
+    def _set_arrays(self, arrays):
+        pass
+
+
+def lowest_code_targets(data: Dataset) -> Split:
+    """A split whose held-out item is, for every user, the unseen item with the lowest code:
+    where a list that breaks ties by code puts a constant model's first guess."""
+    train = data.sequences()
+    seen = [set(s.tolist()) for s in train]
+    users = np.arange(data.n_users)
+    items = np.array([min(set(range(data.n_items)) - s) for s in seen])
+    frame = pd.DataFrame({"user": users.astype(np.int32), "item": items.astype(np.int32)})
+    return Split(train=data, validation=frame, test=frame, name="lowest-code")
+
+
+@pytest.mark.parametrize("fill", [0.0, 3.5, float("nan")])
+def test_constant_and_nan_scores_get_no_credit_for_low_codes(fill):
+    data = checkerboard()
+    split = lowest_code_targets(data)
+    model = Degenerate(fill=fill).fit(data, OPTIONS)
+    means, per_user = selection_metrics(model, split.validation, k=10)
+    assert means == {"hr@10": 0.0, "recall@10": 0.0, "ndcg@10": 0.0, "mrr@10": 0.0}
+    assert len(per_user["ndcg@10"]) == data.n_users
+    if fill == fill:  # the served lists do rank the lowest code first: that is what test reports show
+        assert evaluate_model(model, split.validation, ks=(10,), diversity=False)[0]["ndcg@10"] == 1.0
+
+
+def test_selection_metrics_equal_the_list_metrics_where_untied():
+    """Per user: the pessimistic NDCG never exceeds the listed one, and equals it wherever no
+    other candidate ties with the validation item's score."""
+    data = rotated_checkerboard()
+    split = leave_one_out(data)
+    # float32 weights: rounded to float16, the checkerboard's symmetric weights tie exactly
+    model = EASE(reg=1.0, precision="float32").fit(split.train, OPTIONS)
+    _, listed = evaluate_model(model, split.validation, ks=(10,), diversity=False)
+    _, selected = selection_metrics(model, split.validation, k=10)
+    assert np.all(selected["ndcg@10"] <= listed["ndcg@10"] + 1e-12)
+    validation = split.validation.sort_values("user")
+    scores = model.score([Query(user=u) for u in data.users.decode(validation["user"])], list(data.items.ids))
+    untied = []
+    for row, (user, item) in enumerate(zip(validation["user"], validation["item"], strict=True)):
+        candidates = np.setdiff1d(np.arange(data.n_items), model.user_items_[user].indices)
+        untied.append(np.sum(scores[row, candidates] == scores[row, item]) == 1)
+    untied = np.array(untied)
+    assert 10 < untied.sum() < len(untied)  # both kinds occur: EASE scores items without events 0
+    np.testing.assert_allclose(selected["ndcg@10"][untied], listed["ndcg@10"][untied])
+    assert selected["ndcg@10"].mean() < listed["ndcg@10"].mean()
+
+
+def two_blocks() -> Dataset:
+    """20 users, 40 items in two blocks: users 0-9 like items 0-19, users 10-19 items 20-39,
+    each all of its block but one (user u's hole is item 2u). Hence a first-block user's lowest
+    unseen code is its hole, which co-occurrence finds at rank 1; a second-block user's is
+    item 0, of the other block, which co-occurrence scores 0 like all of that block."""
+    rows = []
+    for user in range(20):
+        block = range(0, 20) if user < 10 else range(20, 40)
+        hole = 2 * user if user < 10 else 20 + 2 * (user - 10)
+        rows += [(f"u{user}", f"i{item}", len(rows)) for item in block if item != hole]
+    catalog = pd.DataFrame({"item_id": [f"i{i}" for i in range(40)], "title": [f"item {i}" for i in range(40)]})
+    return Dataset.from_frames(pd.DataFrame(rows, columns=["user", "item", "timestamp"]), catalog=catalog, name="two-blocks")
+
+
+def test_tuning_never_picks_a_constant_or_nan_configuration():
+    """sign = 0 makes SignedCooccurrence constant. With the validation item at each user's
+    lowest unseen code, code-ordered lists give it NDCG 1.0 against the real configuration's
+    0.82, so tuning on them picked the constant; by pessimistic ranks they score 0 and 0.5
+    (a second-block user's item 0 ties with the 19 other first-block items)."""
+    data = two_blocks()
+    split = lowest_code_targets(data)
+    constant = SignedCooccurrence(sign=0.0).fit(data, OPTIONS)
+    assert evaluate_model(constant, split.validation, ks=(10,), diversity=False)[0]["ndcg@10"] == 1.0
+    result = run_protocol(
+        data,
+        {"cooc": (SignedCooccurrence, {"sign": [0.0, 1.0]}), "degenerate": (Degenerate, {"fill": [float("nan")]})},
+        OPTIONS,
+        split=split,
+        progress=False,
+    )
+    cooc, degenerate = result.results
+    assert [t["ndcg@10"] for t in cooc.tuning] == [0.0, pytest.approx(0.5)]
+    assert cooc.params == {"sign": 1.0}
+    assert degenerate.tuning[0]["ndcg@10"] == 0.0
 
 
 def test_run_protocol_ease_on_checkerboard_known_answer():
