@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 from pydantic import Field
+from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from tastemaker.data.dataset import Dataset
@@ -133,15 +134,18 @@ class ALS(_FactorModel):
         from implicit.cpu.als import AlternatingLeastSquares
 
         cfg = self.config
-        model = AlternatingLeastSquares(
-            factors=cfg.embedding_size,
-            regularization=cfg.reg,
-            alpha=cfg.alpha,
-            iterations=cfg.epochs,
-            random_state=options.seed,
-            num_threads=_threads(options),
-        )
-        _, self.item_factors_ = _fit_implicit(model, self.user_items_, options, "als")
+        # implicit calls BLAS inside its own OpenMP loops, and warns (rightly, at construction)
+        # when BLAS may start threads of its own there: one BLAS thread, whatever was set.
+        with threadpool_limits(1, "blas"):
+            model = AlternatingLeastSquares(
+                factors=cfg.embedding_size,
+                regularization=cfg.reg,
+                alpha=cfg.alpha,
+                iterations=cfg.epochs,
+                random_state=options.seed,
+                num_threads=_threads(options),
+            )
+            _, self.item_factors_ = _fit_implicit(model, self.user_items_, options, "als")
         # The final user step, solved exactly against the final item factors (implicit's was
         # three CG steps against the previous ones): known users then score exactly as a
         # fold-in of their training history does, and quality is unchanged or better
@@ -205,15 +209,18 @@ class BPR(_FactorModel):
         from implicit.cpu.bpr import BayesianPersonalizedRanking
 
         cfg = self.config
-        model = BayesianPersonalizedRanking(
-            factors=cfg.embedding_size,
-            learning_rate=cfg.learning_rate,
-            regularization=cfg.reg,
-            iterations=cfg.epochs,
-            random_state=options.seed,
-            num_threads=_threads(options),
-        )
-        self.user_factors_, self.item_factors_ = _fit_implicit(model, self.user_items_, options, "bpr")
+        # implicit calls BLAS inside its own OpenMP loops, and warns (rightly, at construction)
+        # when BLAS may start threads of its own there: one BLAS thread, whatever was set.
+        with threadpool_limits(1, "blas"):
+            model = BayesianPersonalizedRanking(
+                factors=cfg.embedding_size,
+                learning_rate=cfg.learning_rate,
+                regularization=cfg.reg,
+                iterations=cfg.epochs,
+                random_state=options.seed,
+                num_threads=_threads(options),
+            )
+            self.user_factors_, self.item_factors_ = _fit_implicit(model, self.user_items_, options, "bpr")
 
     def _fold_in(self, history: sp.csr_matrix) -> np.ndarray:
         """Each row's BPR-optimal user vector (bias column 1) for the fixed item factors."""

@@ -110,3 +110,19 @@ def test_progress_bars_are_labelled(data, model, label, capsys) -> None:  # type
     assert f"{label}: 100%" in err and "3/3" in err, err
     model.fit(data, FitOptions(seed=1, threads=1, progress=False))
     assert capsys.readouterr().err == ""
+
+
+def test_no_openblas_thread_warning_outside_make() -> None:
+    """implicit warns when OpenBLAS may use several threads inside its OpenMP loops; `make`
+    sets OPENBLAS_NUM_THREADS=1, a user's shell usually does not. The fit limits BLAS itself."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"} | {"OPENBLAS_NUM_THREADS": "2"}
+    code = ("from tastemaker.models.mf import ALS, BPR\nfrom tastemaker.testing.synthetic import checkerboard\n"
+            "from tastemaker.types import FitOptions\nd = checkerboard()\n"
+            "ALS(epochs=2).fit(d, FitOptions(progress=False)); BPR(epochs=2).fit(d, FitOptions(progress=False))\n")
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "OpenBLAS is configured" not in proc.stderr, proc.stderr
