@@ -34,10 +34,10 @@ demo: $(VENV)/.core
 	$(BIN)/tastemaker demo
 	@echo "\nTo run the HTTP service on the demo data: make serve  (then try the curl lines it prints)"
 
-# The service on the bundled MovieLens: imports it into a SQLite store, trains, serves on :8000.
+# The service on the bundled MovieLens: imports it into a SQLite store, trains the default pipeline, serves on :8000.
 serve: $(VENV)/.serve
 	mkdir -p reports/serve
-	$(BIN)/tastemaker serve --seed-dataset movielens-latest-small \
+	$(BIN)/tastemaker serve --seed-dataset movielens-latest-small --pipeline default \
 		--store sqlite:///reports/serve/store.db --models-dir reports/serve/models
 
 # pytest exits 5 when it collected no test: that is a broken suite, not a pass.

@@ -132,9 +132,15 @@ def cmd_data_convert(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from tastemaker.config import model_class, parse_params
 
+    if bool(args.model) == bool(args.pipeline):
+        raise ValueError("train: give either --model NAME or --pipeline FILE")
     data = _load(args)
-    cls = model_class(args.model)
-    model = cls(**parse_params(args.param))
+    if args.pipeline:
+        from tastemaker.pipeline.config import load_pipeline_config
+
+        model: Any = load_pipeline_config(args.pipeline)
+    else:
+        model = model_class(args.model)(**parse_params(args.param))
     start = time.perf_counter()
     model.fit(data, _options(args))
     path = model.save(args.out)
@@ -148,6 +154,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from tastemaker.eval.report import markdown_table, write_report
 
     data = _load(args)
+    if args.pipeline:
+        return _evaluate_pipeline(args, data)
     grids = load_grids(args.grid) if args.grid else DEFAULT_GRIDS
     names = [n.strip() for n in args.models.split(",")] if args.models else [n for n in grids if n in CLASSICAL]
     models = {name: (model_class(name), grids.get(name, {})) for name in names}
@@ -155,6 +163,23 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         return _evaluate_cold_start(args, data, models)
     print(f"evaluating {', '.join(names)} on {data} (reference protocol: leave-one-out, full ranking)")
     result = run_protocol(data, models, _options(args), progress=not args.quiet)
+    out = Path(args.out or f"reports/{data.name}")
+    json_path, md_path = write_report(result, out)
+    print()
+    print(markdown_table(result))
+    print(f"\nreport: {md_path} and {json_path}")
+    return 0
+
+
+def _evaluate_pipeline(args: argparse.Namespace, data: Any) -> int:
+    """The reference protocol for a pipeline file, beside each of its sources alone."""
+    from tastemaker.eval.protocols import run_pipeline_protocol
+    from tastemaker.eval.report import markdown_table, write_report
+    from tastemaker.pipeline.config import load_pipeline_config
+
+    pipeline = load_pipeline_config(args.pipeline)
+    print(f"evaluating {pipeline.name} and each source alone on {data} (reference protocol)")
+    result = run_pipeline_protocol(data, pipeline, _options(args), progress=not args.quiet)
     out = Path(args.out or f"reports/{data.name}")
     json_path, md_path = write_report(result, out)
     print()
@@ -192,15 +217,27 @@ def _evaluate_cold_start(args: argparse.Namespace, data: Any, models: dict[str, 
 
 def cmd_recommend(args: argparse.Namespace) -> int:
     from tastemaker.artifact import load_model
+    from tastemaker.pipeline import Pipeline, is_pipeline
     from tastemaker.types import Query
 
-    model = load_model(args.artifact)
     history = [h for h in (args.history or "").split(",") if h]
     query = Query(user=args.user, history=history, exclude=[e for e in (args.exclude or "").split(",") if e])
+    who = f"user {args.user}" if args.user else "an anonymous session"
+    if is_pipeline(args.artifact):
+        pipeline = Pipeline.load(args.artifact)
+        (items,) = pipeline.recommend([query], n=args.n)
+        known = args.user in pipeline.users_ if args.user else False
+        print(f"top {len(items)} for {who}{'' if known or not args.user else ' (unknown user)'} from the pipeline {pipeline.name}:")
+        titles = pipeline.context_.titles[items.item_codes]
+        for rank, (item_id, title, score, source, reason) in enumerate(
+            zip(items.item_ids, titles, items.scores, items.sources, items.reasons, strict=True), 1
+        ):
+            print(f"{rank:3d}. {title or item_id}  [{item_id}]  score={score:.4f}  ({source}: {reason})")
+        return 0
+    model = load_model(args.artifact)
     (items,) = model.recommend([query], n=args.n)
     titles = model.item_titles_[items.item_codes]
     known = args.user in model.users_ if args.user else False
-    who = f"user {args.user}" if args.user else "an anonymous session"
     print(f"top {len(items)} for {who}{'' if known or not args.user else ' (unknown user)'} from {type(model).__name__}:")
     for rank, (item_id, title, score, source) in enumerate(zip(items.item_ids, titles, items.scores, items.sources, strict=True), 1):
         print(f"{rank:3d}. {title or item_id}  [{item_id}]  score={score:.4f}{'  (' + source + ')' if source != model.name else ''}")
@@ -208,30 +245,34 @@ def cmd_recommend(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Train and evaluate every classical model on the bundled MovieLens, then show a few users."""
+    """Evaluate every classical model and the default pipeline on the bundled MovieLens, then
+    train the default pipeline on all of it and show a few users' explained lists."""
     from tastemaker.config import CLASSICAL, DEFAULT_GRIDS, model_class
     from tastemaker.data.loaders import load_dataset
-    from tastemaker.eval.protocols import run_protocol
+    from tastemaker.eval.protocols import ProtocolResult, run_pipeline_protocol, run_protocol
     from tastemaker.eval.report import markdown_table, write_report
+    from tastemaker.pipeline.config import load_pipeline_config
     from tastemaker.types import Query
 
     data = load_dataset(DEMO_DATASET)
     print(f"Tastemaker demo: {data}\n")
     models = {name: (model_class(name), DEFAULT_GRIDS[name]) for name in CLASSICAL}
     result = run_protocol(data, models, _options(args), progress=not args.quiet)
+    pipeline = load_pipeline_config("default")
+    piped = run_pipeline_protocol(data, pipeline, _options(args), progress=not args.quiet, alone=False)
+    result = ProtocolResult(**{**result.__dict__, "results": [*result.results, *piped.results]})
     write_report(result, args.out)
     print("\nTest set (reference protocol: temporal leave-one-out, full ranking, seen items excluded):\n")
     print(markdown_table(result))
-    best = max(result.results, key=lambda r: r.test["ndcg@10"])
-    print(f"\nBest: {best.model} ({best.params}); training it on all data...")
-    model = model_class(best.model)(**best.params).fit(data, _options(args))
-    artifact = model.save(Path(args.out) / "artifact")
+    print(f"\nTraining the default pipeline ({pipeline.name}) on all data...")
+    fitted = pipeline.clone().fit(data, _options(args))
+    artifact = fitted.save(Path(args.out) / "artifact")
     users = data.users.ids[:3]
-    for items, user in zip(model.recommend([Query(user=u) for u in users], n=5), users, strict=True):
+    for items, user in zip(fitted.recommend([Query(user=u) for u in users], n=5), users, strict=True):
         recent = data.titles(data.sequences()[data.users.code(user)][-3:])
         print(f"\nuser {user} recently watched: {'; '.join(recent)}")
-        for rank, title in enumerate(data.titles(items.item_codes), 1):
-            print(f"  {rank}. {title}")
+        for rank, (title, source, reason) in enumerate(zip(data.titles(items.item_codes), items.sources, items.reasons, strict=True), 1):
+            print(f"  {rank}. {title}  ({source}: {reason})")
     print(f"\nreport: {args.out}/report.md   artifact: {artifact}")
     print(f"try: tastemaker recommend --artifact {artifact} --user {users[0]} -n 10")
     return 0
@@ -270,6 +311,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = Settings.load(args.config)
     overrides = {k: v for k, v in {"host": args.host, "port": args.port, "store_url": args.store,
                                    "models_dir": args.models_dir}.items() if v is not None}
+    if args.pipeline:
+        from tastemaker.pipeline.config import load_pipeline_config
+
+        load_pipeline_config(args.pipeline)  # a bad file fails here, naming the key
+        overrides["training"] = settings.training.model_copy(update={"pipeline": args.pipeline})
     settings = settings.model_copy(update=overrides)
     if _wants_data(args, "seed_"):
         service = Service(settings, warn_if_open=False)  # the server says it once, when it starts
@@ -336,7 +382,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser("train", help="fit a model and save it as an artifact", epilog=_EPILOG)
     _add_data_args(train)
-    train.add_argument("--model", required=True, choices=list(MODELS), help="which model")
+    train.add_argument("--model", default=None, choices=list(MODELS), help="which model (or --pipeline)")
+    train.add_argument("--pipeline", default=None, metavar="FILE",
+                       help="a pipeline TOML file, or a shipped one by name (default); saves the whole pipeline")
     train.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="model parameter, e.g. reg=50 (repeatable)")
     train.add_argument("--out", required=True, help="artifact directory to write")
     common(train)
@@ -351,6 +399,8 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"comma-separated from {','.join(MODELS)} (default: the classical ones)",
     )
     evaluate.add_argument("--grid", default=None, help="TOML file of tuning grids ([ease] reg = [50.0, 500.0])")
+    evaluate.add_argument("--pipeline", default=None, metavar="FILE",
+                          help="evaluate a pipeline TOML file (or a shipped one by name) and each of its sources alone")
     evaluate.add_argument("--out", default=None, help="report directory (default reports/<dataset>)")
     evaluate.add_argument(
         "--protocol", choices=["reference", "cold-start"], default="reference",
@@ -369,6 +419,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=None)
     serve.add_argument("--store", default=None, help="sqlite:///path.db (default) or postgresql://...")
     serve.add_argument("--models-dir", default=None, help="where model versions are kept")
+    serve.add_argument("--pipeline", default=None, metavar="FILE",
+                       help="what training fits: a pipeline TOML file or a shipped one by name (default)")
     serve.add_argument("--hash-key", default=None, metavar="SECRET", help="print the sha256 to put in api_keys, and exit")
     serve.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_data_args(serve, "seed-", "seed data (if the store is empty: import it, then train a first model)")

@@ -86,3 +86,33 @@ def load_grids(path: str | Path) -> dict[str, dict[str, list[Any]]]:
             raise ValueError(f"{path}: [{name}] must be a table of parameter lists")
         grids[name] = {k: v if isinstance(v, list) else [v] for k, v in grid.items()}
     return grids
+
+
+#: Pipeline stages by role and ``kind`` (the ``kind`` key of a stage in a pipeline TOML file).
+STAGES: dict[str, dict[str, str]] = {
+    "source": {
+        "model": "tastemaker.pipeline.sources:ModelSource",
+        "popularity": "tastemaker.pipeline.sources:PopularitySource",
+        "fresh": "tastemaker.pipeline.sources:FreshSource",
+    },
+    "ranker": {
+        "fusion": "tastemaker.pipeline.ranker:FusionRanker",
+        "lightgbm": "tastemaker.pipeline.lgbm:LightGBMRanker",
+    },
+    "reranker": {
+        "filter": "tastemaker.rerank.filters:FilterReranker",
+        "mmr": "tastemaker.rerank.mmr:MMRReranker",
+        "calibration": "tastemaker.rerank.calibration:CalibrationReranker",
+        "popularity": "tastemaker.rerank.popularity:PopularityReranker",
+    },
+    "explorer": {"greedy": "tastemaker.pipeline.explore:GreedyExplorer"},
+}
+
+
+def stage_class(role: str, kind: str) -> type[Any]:
+    """The class of a pipeline stage; the error lists the kinds that exist for ``role``."""
+    kinds = STAGES[role]
+    if kind not in kinds:
+        raise ValueError(f"unknown {role} kind {kind!r}; choose from {', '.join(kinds)}")
+    module, _, cls = kinds[kind].partition(":")
+    return getattr(importlib.import_module(module), cls)  # type: ignore[no-any-return]

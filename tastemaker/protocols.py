@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from tastemaker.types import ItemList, Query, Slate
+
 if TYPE_CHECKING:  # the main contract lives with its machinery; importing it here would pull pandas/scipy
     from tastemaker.models.base import Recommender  # noqa: F401
 
@@ -94,3 +96,56 @@ class Store(Protocol):
     def count_events(self) -> int: ...
 
     def close(self) -> None: ...
+
+
+# ---------------------------------------------------------------------- the pipeline's stages
+# A pipeline is sources -> ranker -> rerankers -> explorer (tastemaker.pipeline). Each stage
+# reads and writes ItemList (tastemaker.types); its conformance suite is in
+# tastemaker.testing.pipeline. Fitting, saving and loading are the pipeline's business: each
+# stage has ``fit(dataset, context, options)`` and ``arrays()``/``set_arrays()`` (see
+# tastemaker.pipeline.base), so the contracts below are what serving calls.
+
+
+@runtime_checkable
+class Source(Protocol):
+    """Finds candidates: for each query, up to ``k`` items, best first, never one the query's
+    user has seen (unless ``Query.exclude_seen`` is False), nor one in ``Query.exclude``, and
+    only ``Query.include`` items when that is given. ``ItemList.scores`` are the source's own
+    scores; ``sources`` name the source. A source with nothing to go on returns an empty list."""
+
+    name: str
+
+    def retrieve(self, queries: Sequence[Query], k: int) -> list[ItemList]: ...
+
+
+@runtime_checkable
+class Ranker(Protocol):
+    """Orders merged candidates: ``candidates[i]`` (an ItemList with ``source_scores`` and
+    ``source_ranks`` columns, one per source) for ``queries[i]``; returns them ranked best
+    first with the ranker's scores. It may drop nothing: filtering is a reranker's job."""
+
+    def rank(self, queries: Sequence[Query], candidates: Sequence[ItemList]) -> list[ItemList]: ...
+
+
+@runtime_checkable
+class Reranker(Protocol):
+    """Reorders and/or filters one ranked list down to at most ``n`` items (``n`` may be
+    larger than what the next stage shows). An item whose place this stage decided says so
+    in ``sources``/``reasons`` (e.g. ``"mmr"``, "added for variety")."""
+
+    name: str
+
+    def rerank(self, query: Query, items: ItemList, n: int) -> ItemList: ...
+
+
+@runtime_checkable
+class Explorer(Protocol):
+    """Picks the slate shown: ``k`` items from the ranked list, each with the propensity with
+    which it was chosen (1.0 for a deterministic pick), and learns from what happened next.
+    The online-learning policies plug in here."""
+
+    name: str
+
+    def select(self, query: Query, items: ItemList, k: int) -> Slate: ...
+
+    def update(self, feedback: Sequence[Any]) -> None: ...

@@ -38,9 +38,15 @@ class Query:
 
 @dataclass(frozen=True)
 class ItemList:
-    """Ranked items with scores, the source that found each and, optionally, why.
+    """Ranked items with scores, the source(s) that found each and, optionally, why.
 
-    ``item_ids`` are external ids, ``item_codes`` their vocabulary codes, in rank order.
+    The one value passed between stages (sources, ranker, rerankers, explorer).
+    ``item_ids`` are external ids, ``item_codes`` their vocabulary codes, in rank order;
+    ``scores`` are the scores of the stage that made the list. ``sources[i]`` names the stage
+    that placed item i (a source's name, or a reranker's, e.g. ``"mmr"``) and ``reasons[i]``
+    says why, when known. A merged candidate list also carries, per source, the score and the
+    0-based rank that source gave each item: ``source_scores[name][i]`` (NaN where that source
+    did not retrieve item i) and ``source_ranks[name][i]`` (-1 there).
     """
 
     item_ids: np.ndarray
@@ -48,9 +54,39 @@ class ItemList:
     scores: np.ndarray
     sources: tuple[str, ...] = ()
     reasons: tuple[str, ...] = ()
+    source_scores: Mapping[str, np.ndarray] = field(default_factory=dict)
+    source_ranks: Mapping[str, np.ndarray] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.item_codes)
+
+    @classmethod
+    def empty(cls) -> ItemList:
+        return cls(np.zeros(0, dtype=object), np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.float32))
+
+    def take(self, order: Sequence[int] | np.ndarray, scores: np.ndarray | None = None) -> ItemList:
+        """The items at positions ``order`` (a subset, reordered), every column kept aligned;
+        ``scores`` replaces the scores (one per taken item)."""
+        order = np.asarray(order, dtype=np.int64)
+        pick = [int(k) for k in order]
+        return ItemList(
+            self.item_ids[order],
+            self.item_codes[order],
+            self.scores[order] if scores is None else np.asarray(scores, dtype=np.float32),
+            tuple(self.sources[k] for k in pick) if self.sources else (),
+            tuple(self.reasons[k] for k in pick) if self.reasons else (),
+            {name: col[order] for name, col in self.source_scores.items()},
+            {name: col[order] for name, col in self.source_ranks.items()},
+        )
+
+    def with_provenance(self, sources: Sequence[str] | None = None, reasons: Sequence[str] | None = None) -> ItemList:
+        """The same list with ``sources`` and/or ``reasons`` replaced."""
+        return ItemList(
+            self.item_ids, self.item_codes, self.scores,
+            tuple(sources) if sources is not None else self.sources,
+            tuple(reasons) if reasons is not None else self.reasons,
+            self.source_scores, self.source_ranks,
+        )
 
     def to_records(self) -> list[dict[str, Any]]:
         """A JSON-friendly list: one dict per item."""
@@ -63,6 +99,21 @@ class ItemList:
                 rec["reason"] = self.reasons[i]
             out.append(rec)
         return out
+
+
+@dataclass(frozen=True)
+class Slate:
+    """What the explorer shows: ``items`` in display order and, per item, the probability
+    (``propensities[i]``) with which the policy would have put it there. Logged with each
+    impression, so any other policy can be judged offline (IPS, SNIPS, DR)."""
+
+    items: ItemList
+    propensities: np.ndarray
+    policy: str = "greedy"
+    policy_version: str = "0"
+
+    def __len__(self) -> int:
+        return len(self.items)
 
 
 @dataclass(frozen=True)

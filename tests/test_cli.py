@@ -232,3 +232,36 @@ def test_serve_seeds_an_empty_store_from_own_files(tmp_path):
         proc.terminate()
         output = proc.communicate(timeout=30)[0]
     assert output.count("no API keys configured") == 1, output  # said once, not once per Service
+
+
+# ---------------------------------------------------------------------- pipelines
+PIPE = "[[sources]]\nkind = 'model'\nmodel = 'ease'\nparams = { reg = 10.0 }\n[[sources]]\nkind = 'popularity'\n"
+
+
+def test_train_and_recommend_a_pipeline(saved, tmp_path, capsys):
+    spec = tmp_path / "pipe.toml"
+    spec.write_text(PIPE)
+    out = tmp_path / "pipe-artifact"
+    assert main(["train", "--saved", str(saved), "--pipeline", str(spec), "--out", str(out), "--quiet", "--threads", "1"]) == 0
+    assert "trained Pipeline(ease(model='ease', params={'reg': 10.0}) + popular -> fusion)" in capsys.readouterr().out
+    assert main(["recommend", "--artifact", str(out), "--user", "u0", "-n", "2"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0] == "top 2 for user u0 from the pipeline ease+popular:"
+    assert lines[1].startswith("  1. Even item 0  [i0]") and "(ease: because you liked Even item" in lines[1]
+    assert main(["train", "--saved", str(saved), "--out", str(out), "--quiet"]) == 2  # neither --model nor --pipeline
+    assert "either --model" in capsys.readouterr().err
+
+
+def test_evaluate_a_pipeline_beside_its_sources(saved, tmp_path, capsys):
+    spec = tmp_path / "pipe.toml"
+    spec.write_text(PIPE)
+    assert main(["evaluate", "--saved", str(saved), "--pipeline", str(spec), "--out", str(tmp_path / "rep"), "--quiet"]) == 0
+    report = json.loads((tmp_path / "rep" / "report.json").read_text())
+    assert [r["model"] for r in report["results"]] == ["pipeline (ease+popular)", "ease alone", "popular alone"]
+
+
+def test_a_bad_pipeline_file_exits_2_naming_the_key(saved, tmp_path, capsys):
+    spec = tmp_path / "bad.toml"
+    spec.write_text("[[sources]]\nkind = 'model'\nmodel = 'ease'\n[ranker]\nkind = 'fusion'\nmethod = 'magic'\n")
+    assert main(["train", "--saved", str(saved), "--pipeline", str(spec), "--out", str(tmp_path / "x")]) == 2
+    assert "ranker.method: Input should be 'rrf' or 'weighted'" in capsys.readouterr().err

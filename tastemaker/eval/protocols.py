@@ -258,10 +258,8 @@ def run_pipeline_protocol(
             fitted = planned.clone().fit(train_full, options)
             fit_seconds = time.perf_counter() - start
         means, per_user = evaluate_model(fitted, split.test, ks=ks, item_features=features, progress=progress)
-        config = [{"role": role, "name": st.name, "kind": st.kind, **st.config.model_dump(mode="json")}
-                  for role, st in fitted.stages if role in ("source", "ranker", "reranker")]
         results.append(ModelResult(
-            model=label, params={"stages": config}, validation=validation, test=means,
+            model=label, params={"stages": fitted.describe()}, validation=validation, test=means,
             ndcg10_ci=bootstrap_ci(per_user["ndcg@10"], seed=options.seed), fit_seconds=fit_seconds,
             peak_rss_mb=peak.megabytes, tuning=[],
         ))

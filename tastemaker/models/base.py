@@ -142,8 +142,11 @@ class Recommender(ABC):
             return np.zeros(0, dtype=np.int32)
         return self.sequence_items_[self.sequence_indptr_[user] : self.sequence_indptr_[user + 1]]
 
-    def _resolve(self, queries: Sequence[Query]) -> ScoringBatch:
-        """Queries -> a ScoringBatch."""
+    def resolve(self, queries: Sequence[Query]) -> ScoringBatch:
+        """Queries -> the :class:`ScoringBatch` the model scores: user codes, each query's
+        known items (training history plus new ones) and whether the learned user state may
+        be used. Public so that wrappers (a vector index, a pipeline source) can score the
+        way the model does; a vector model's query vectors are ``user_vectors(resolve(q))``."""
         users = self.users_.encode([q.user if q.user is not None else "" for q in queries], missing="mark")
         users = np.where([q.user is None for q in queries], -1, users).astype(np.int32)
         extra = [self.items_.encode(q.history, missing="drop") for q in queries]
@@ -191,7 +194,7 @@ class Recommender(ABC):
         size = score_batch_size(len(self.items_))
         for start in range(0, len(queries), size):
             batch = queries[start : start + size]
-            resolved = self._resolve(batch)
+            resolved = self.resolve(batch)
             history = resolved.history
             scores, cold = self._scores_with_fallback(resolved)
             for i, q in enumerate(batch):
@@ -244,7 +247,7 @@ class Recommender(ABC):
         known = codes >= 0
         size = score_batch_size(len(self.items_))
         for start in range(0, len(queries), size):
-            resolved = self._resolve(queries[start : start + size])
+            resolved = self.resolve(queries[start : start + size])
             scores, _ = self._scores_with_fallback(resolved)
             out[start : start + len(resolved)][:, known] = scores[:, codes[known]]
         return out

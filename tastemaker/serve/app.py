@@ -54,6 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         service = Service(settings)
+        service.stage_histogram = metrics.stages
         service.start()
         app.state.service = service
         try:

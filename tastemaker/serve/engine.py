@@ -1,11 +1,11 @@
-"""What the service runs: model versions on disk, and the engine that answers requests.
+"""What the service runs: pipeline versions on disk, and the engine that answers requests.
 
-* :class:`ModelRegistry` keeps every trained version under ``models_dir/<version>/`` (an
-  artifact plus ``service.json``: metrics, the last event id it was trained on) and an
-  ``ACTIVE`` pointer replaced atomically. Activation and rollback only move the pointer.
-* :class:`Engine` is one loaded version: the model, an index over its item vectors (when it
-  has them), and the logic that turns a request into an explained list. An engine is never
-  modified after it is built; the service swaps the whole object in one assignment, so a
+* :class:`ModelRegistry` keeps every trained version under ``models_dir/<version>/`` (a
+  pipeline artifact plus ``service.json``: metrics, the last event id it was trained on) and
+  an ``ACTIVE`` pointer replaced atomically. Activation and rollback only move the pointer.
+* :class:`Engine` is one loaded version: a thin adapter over its
+  :class:`~tastemaker.pipeline.Pipeline` (the same object the library and the CLI use, so
+  they give the same lists). The service swaps whole engines in one assignment, so a
   request holds either the old engine or the new one, never a half-loaded mix.
 
 Real time: the model knows what was in its training data; events that arrived later
@@ -33,17 +33,11 @@ from typing import Any
 
 import numpy as np
 
-from tastemaker.artifact import load_model, read_manifest
 from tastemaker.errors import ArtifactError
-from tastemaker.models.base import Recommender
+from tastemaker.pipeline import Pipeline, is_pipeline
+from tastemaker.pipeline.pipeline import read_pipeline_manifest
 from tastemaker.protocols import EXPOSURE_TYPES, Event, Item, Store
 from tastemaker.types import ItemList, Query
-
-_VERBS = {
-    "rating": "rated", "rated": "rated", "click": "clicked", "purchase": "bought", "buy": "bought",
-    "view": "viewed", "watch": "watched", "play": "played", "like": "liked", "liked": "liked",
-    "cart": "added to your cart",
-}
 
 log = logging.getLogger("tastemaker.serve")
 
@@ -95,8 +89,8 @@ class ModelRegistry:
         numbers = [int(m.group(1)) for p in self.root.glob("v*") if (m := re.fullmatch(r"v(\d+)", p.name))]
         return f"v{max(numbers, default=0) + 1:04d}"
 
-    def add(self, model: Recommender, info: dict[str, Any]) -> str:
-        """Save ``model`` as a new version (not activated); returns its name."""
+    def add(self, model: Pipeline, info: dict[str, Any]) -> str:
+        """Save the fitted pipeline as a new version (not activated); returns its name."""
         with self._lock:
             version = self.next_version()
             path = model.save(self.root / version)
@@ -112,7 +106,7 @@ class ModelRegistry:
         """Point ``ACTIVE`` at ``version`` (atomic rename); the previous one is remembered."""
         if not (self.root / version / "manifest.json").is_file():
             raise ArtifactError(f"no model version {version!r} in {self.root}")
-        read_manifest(self.root / version)
+        read_pipeline_manifest(self.root / version)
         with self._lock:
             previous = self.active()
             history = self._history()
@@ -152,78 +146,55 @@ class ModelRegistry:
         tmp.write_text(text)
         os.replace(tmp, self.root / name)
 
-    def load(self, version: str, exact_below: int = 20_000) -> Engine:
-        """The version's engine; its vector index is read from ``<version>/index`` (written
-        there the first time, so later starts and activations skip the HNSW build)."""
+    def load(self, version: str) -> Engine:
+        """The version's engine: its pipeline, verified (every file's checksum) as it loads."""
         info = self.info(version)
         path = self.root / version
-        return Engine(version, load_model(path), int(info.get("trained_until", 0)), exact_below, index_dir=path / "index")
-
-
-@dataclass(frozen=True)
-class _Served:
-    """What a request reads, published as one value: the model, its vector index and how many
-    of its items it was trained with. Never mutated once published (copy-on-write)."""
-
-    model: Recommender | None
-    index: Any
-    trained_items: int
+        if not is_pipeline(path):
+            raise ArtifactError(
+                f"{path} holds a single model saved by an earlier tastemaker, not a pipeline: "
+                "train a new version (POST /v1/admin/train)"
+            )
+        return Engine(version, Pipeline.load(path), int(info.get("trained_until", 0)))
 
 
 class Engine:
-    """One model version, ready to answer. ``model`` is None for the no-model fallback.
+    """One pipeline version, ready to answer: a thin adapter from a service request to
+    :meth:`Pipeline.recommend <tastemaker.pipeline.Pipeline.recommend>` and back.
+    ``pipeline`` is None for the no-model fallback (popular and fresh items from the live
+    catalog counts).
 
-    A model with user and item vectors (ALS, BPR, two-tower) is served through a vector index
-    over its item vectors: exact search below ``exact_below`` items, FAISS HNSW above
-    (benchmarks/ann.py). Other models, and requests with a category filter, score the whole
-    catalog exactly through ``model.recommend``.
+    What the adapter adds is what only the service knows: the store's history of the user
+    (the distinct items newer than the pipeline's snapshot become ``Query.history``; the
+    older ones are in the pipeline already), the live catalog's unavailable items and
+    category filter (``Query.exclude``/``include``), and the event type of each history item
+    (``Query.context["event_types"]``, for "because you *watched* X").
 
-    With ``index_dir`` the index is persisted: loaded from there when it holds one of the
-    right kind and size, else built and written there (to a temporary name, then renamed, so
-    a crash mid-write leaves no half index).
+    Concurrency: a request reads the published pipeline once and needs no lock. New items
+    (:meth:`add_items`) join a *copy* (the slow part, e.g. encoding text, runs while requests
+    go on) that is then published in one assignment; writers take turns on a lock."""
 
-    Concurrency: a request reads ``(model, index)`` once, as one published value, and needs
-    no lock. :meth:`add_items` grows a *copy* of both (the slow part, e.g. encoding text, runs
-    while requests go on with the current pair) and then publishes the copy in one
-    assignment; writers take turns on a lock of their own."""
-
-    def __init__(
-        self,
-        version: str | None,
-        model: Recommender | None,
-        trained_until: int = 0,
-        exact_below: int = 20_000,
-        index_dir: Path | None = None,
-    ) -> None:
+    def __init__(self, version: str | None, pipeline: Pipeline | None, trained_until: int = 0) -> None:
         self.version = version
         self.trained_until = trained_until
-        index = None
-        if model is not None and hasattr(model, "user_vectors") and hasattr(model, "item_vectors"):
-            index = _vector_index(np.asarray(model.item_vectors(), dtype=np.float32), exact_below, index_dir)
-        self._served = _Served(model, index, len(model.items_) if model is not None else 0)
+        self.pipeline = pipeline
         self._writer = threading.Lock()
 
     @property
-    def model(self) -> Recommender | None:
-        return self._served.model
-
-    @property
-    def index(self) -> Any:
-        return self._served.index
+    def model(self) -> Pipeline | None:
+        """The served pipeline (None before the first training)."""
+        return self.pipeline
 
     # ------------------------------------------------------------------ new items
     def add_items(self, items: Sequence[Item]) -> int:
-        """Make items the model has never seen recommendable at once, without retraining, when
-        the model can represent an item from its content (``model.add_items``: two-tower, HLLM,
-        content retrieval, SASRec over semantic IDs); their vectors join the index. Returns how
-        many were added (0 for models that cannot). Requests are never blocked meanwhile."""
+        """Make items the pipeline has never seen recommendable at once, without retraining,
+        by every stage that can place an item by its content (a content model source, the
+        fresh source). Returns how many were new to the pipeline. Requests never wait."""
         with self._writer:
-            served = self._served
-            model = served.model
-            if model is None or not hasattr(model, "add_items"):
+            pipeline = self.pipeline
+            if pipeline is None:
                 return 0
-            fresh = {it.item_id: it for it in items}
-            new = [it for it in fresh.values() if it.item_id not in model.items_]
+            new = [it for it in {it.item_id: it for it in items}.values() if it.item_id not in pipeline.context_.items]
             if not new:
                 return 0
             import pandas as pd
@@ -233,85 +204,70 @@ class Engine:
                 "title": [it.title for it in new],
                 "categories": [list(it.categories) for it in new],
                 "text": [it.text for it in new],
+                "created_at": [it.created_at if it.created_at > 0 else float("nan") for it in new],
                 **{key: [it.attributes.get(key) for it in new] for key in ("brand", "tags", "description") if any(key in it.attributes for it in new)},
             })
-            grown = copy.deepcopy(model)  # tens of ms; the requests in flight keep the original
-            before = len(grown.items_)
-            grown.add_items(frame)  # type: ignore[attr-defined]
-            after = len(grown.items_)
-            index = served.index
-            if index is not None and after > before:
-                index = copy.deepcopy(index)
-                vectors = np.asarray(grown.item_vectors(), dtype=np.float32)[before:after]  # type: ignore[attr-defined]
-                index.add(np.arange(before, after, dtype=np.int64), vectors)
-                index.search(vectors[:1], 1)  # settle its lazy search state before anyone shares it
-            self._served = _Served(grown, index, served.trained_items)  # the swap: one assignment
-            return after - before
+            grown = copy.deepcopy(pipeline)  # tens of ms; the requests in flight keep the original
+            added = grown.add_items(frame)
+            self.pipeline = grown  # the swap: one assignment
+            return added
 
     # ------------------------------------------------------------------ requests
-    def recommend(self, store: Store, request: Request, catalog: CatalogView, history_limit: int = 500) -> list[Recommendation]:
-        """The explained top-n for a request; falls back to popular/fresh items and says so.
-        ``history_limit`` bounds the distinct items read of the user's history."""
-        served = self._served  # one consistent (model, index) for the whole request
+    def query(self, store: Store, request: Request, catalog: CatalogView, history_limit: int = 500) -> tuple[Query, list[StoredEvent]]:
+        """The pipeline query for a service request, and the user's history it was built from."""
         history = self._history(store, request, history_limit)
         recent_ids = [e.event.item_id for e in history]
         blocked = set(request.exclude) | catalog.unavailable
         allowed = catalog.with_categories(request.categories) if request.categories else None
-        if served.model is None:
-            return self._fallback(catalog, request, set(recent_ids) | blocked, allowed, "no trained model yet")
         new_ids = [e.event.item_id for e in history if e.seq > self.trained_until] if request.user_id else recent_ids
-        query = Query(
+        event_types = {e.event.item_id: e.event.event_type for e in history}
+        return Query(
             user=request.user_id,
             history=new_ids,
             include=None if allowed is None else sorted(allowed),
             exclude=sorted(blocked | set(recent_ids)),
-        )
-        items = self._retrieve(served, query, request.n)
-        if len(items) == 0 or set(items.sources) == {"popular-fallback"}:
-            why = "no history yet" if not recent_ids else "nothing in your history is known to the model"
-            return self._fallback(catalog, request, set(recent_ids) | blocked, allowed, why)
-        reasons = self._reasons(served, items.item_codes, history, catalog)
-        return [
-            Recommendation(str(i), float(s), src, r, catalog.title(str(i)))
-            for i, s, src, r in zip(items.item_ids, items.scores, items.sources, reasons, strict=True)
-        ]
+            context={"event_types": event_types},
+        ), history
 
-    @staticmethod
-    def _retrieve(served: _Served, query: Query, n: int) -> ItemList:
-        """Through the vector index where there is one and no category filter; else exact."""
-        model, index = served.model, served.index
-        assert model is not None
-        if index is None or query.include is not None:
-            (items,) = model.recommend([query], n=n)
-            return items
-        batch = model._resolve([query])
-        if len(batch.history.indices) == 0 and not batch.use_user_state[0]:
-            (items,) = model.recommend([query], n=n)  # nothing to go on: the model's fallback
-            return items
-        user_vector = model.user_vectors(batch)  # type: ignore[attr-defined]
-        seen = batch.history.indices
-        blocked = model.items_.encode(query.exclude, missing="drop")
-        ids, scores = index.search(user_vector, n, exclude=[np.union1d(seen, blocked).astype(np.int64)])
-        keep = ids[0] >= 0
-        codes = ids[0][keep].astype(np.int32)
-        return ItemList(model.items_.decode(codes), codes, scores[0][keep], sources=(model.name,) * len(codes))
+    def recommend(
+        self, store: Store, request: Request, catalog: CatalogView, history_limit: int = 500,
+        timings: dict[str, float] | None = None,
+    ) -> list[Recommendation]:
+        """The explained top-n for a request; falls back to popular/fresh items and says so.
+        ``history_limit`` bounds the distinct items read of the user's history; ``timings``
+        receives the seconds spent in each pipeline stage."""
+        pipeline = self.pipeline  # one consistent pipeline for the whole request
+        query, history = self.query(store, request, catalog, history_limit)
+        if pipeline is None:
+            blocked = set(query.exclude)
+            allowed = None if query.include is None else set(query.include)
+            return self._fallback(catalog, request, blocked, allowed, "no trained model yet")
+        (items,) = pipeline.recommend([query], n=request.n, timings=timings)
+        return self._out(items, catalog)
 
     def similar(self, item_id: str, n: int, catalog: CatalogView) -> list[Recommendation]:
         """Items like ``item_id`` (a one-item session). ``KeyError`` when the catalog has no
-        such item (never added, or deleted: the model may still know it, but it is gone)."""
+        such item (never added, or deleted: the pipeline may still know it, but it is gone)."""
         if item_id not in catalog:
             raise KeyError(item_id)
-        model = self._served.model
-        if model is None or item_id not in model.items_:
+        pipeline = self.pipeline
+        if pipeline is None or item_id not in pipeline.context_.items:
             same = catalog.with_categories(catalog.categories(item_id)) - {item_id} - catalog.unavailable
             ranked = sorted(same, key=lambda i: -catalog.popularity.get(i, 0))[:n]
             return [Recommendation(i, float(catalog.popularity.get(i, 0)), "content", "shares a category", catalog.title(i)) for i in ranked]
         query = Query(history=[item_id], exclude=sorted(catalog.unavailable | {item_id}))
-        (items,) = model.recommend([query], n=n)
+        (items,) = pipeline.recommend([query], n=n)
         title = catalog.title(item_id) or item_id
         return [
-            Recommendation(str(i), float(s), model.name, f"similar to {title}", catalog.title(str(i)))
-            for i, s in zip(items.item_ids, items.scores, strict=True)
+            Recommendation(str(i), float(sc), src, f"similar to {title}", catalog.title(str(i)))
+            for i, sc, src in zip(items.item_ids, items.scores, items.sources, strict=True)
+        ]
+
+    @staticmethod
+    def _out(items: ItemList, catalog: CatalogView) -> list[Recommendation]:
+        return [
+            Recommendation(str(i), float(sc), src, reason, catalog.title(str(i)))
+            for i, sc, src, reason in zip(items.item_ids, items.scores, items.sources, items.reasons, strict=True)
         ]
 
     # ------------------------------------------------------------------ helpers
@@ -322,34 +278,10 @@ class Engine:
         events = store.recent_items(request.user_id, limit, EXPOSURE_TYPES)  # type: ignore[attr-defined]
         return [StoredEvent(e, i) for i, e in events]
 
-    @staticmethod
-    def _reasons(served: _Served, codes: np.ndarray, history: list[StoredEvent], catalog: CatalogView) -> list[str]:
-        model = served.model
-        assert model is not None
-        history = history[-50:]  # the most recent events explain best
-        codes_of = model.items_.encode([h.event.item_id for h in history], missing="mark")
-        known = [(k, h) for k, h in enumerate(history) if codes_of[k] >= 0]
-        if not known:
-            return ["popular right now"] * len(codes)
-        hist_codes = model.items_.encode([h.event.item_id for _, h in known])
-        affinity = model.item_affinity(hist_codes, codes)
-        if affinity is None:
-            return ["recommended for you"] * len(codes)
-        reasons = []
-        for code, row in zip(codes, np.asarray(affinity), strict=True):
-            _, event = known[int(np.argmax(row))]
-            verb = _VERBS.get(event.event.event_type, "liked")
-            title = catalog.title(event.event.item_id) or event.event.item_id
-            if code >= served.trained_items:  # arrived after training: recommended from its content
-                reasons.append(f"new item like {title}, which you {verb}")
-            else:
-                reasons.append(f"because you {verb} {title}")
-        return reasons
-
     def _fallback(
         self, catalog: CatalogView, request: Request, blocked: set[str], allowed: set[str] | None, why: str
     ) -> list[Recommendation]:
-        """Popular items (and fresh ones), each saying why it is there."""
+        """Popular items (and fresh ones) from the live catalog, each saying why it is there."""
         pool = catalog.ranked_by_popularity()
         out: list[Recommendation] = []
         for item_id in pool:
@@ -368,32 +300,6 @@ class Engine:
             if len(out) == request.n:
                 break
         return out
-
-
-def _vector_index(vectors: np.ndarray, exact_below: int, index_dir: Path | None) -> Any:
-    """The index over ``vectors`` (row = item code): loaded from ``index_dir`` when it holds a
-    matching one, else built (and saved there when ``index_dir`` is given)."""
-    from tastemaker.index import build_index, load_index
-
-    kind = "exact" if len(vectors) < exact_below else "hnsw"
-    if index_dir is not None and (index_dir / "index.json").is_file():
-        try:
-            index = load_index(index_dir)
-            if index.kind == kind and len(index) == len(vectors) and index.dim == vectors.shape[1]:
-                return index
-        except ArtifactError as exc:  # unreadable: rebuild it below
-            log.warning("rebuilding the vector index: %s", exc)
-    index = build_index(np.arange(len(vectors), dtype=np.int64), vectors, kind=kind)
-    if index_dir is not None:
-        tmp = index_dir.with_name(f".{index_dir.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        try:
-            index.save(tmp)
-            shutil.rmtree(index_dir, ignore_errors=True)
-            os.replace(tmp, index_dir)
-        except OSError as exc:  # a read-only models dir still serves, it just rebuilds next time
-            log.warning("could not persist the vector index in %s: %s", index_dir, exc)
-            shutil.rmtree(tmp, ignore_errors=True)
-    return index
 
 
 @dataclass(frozen=True)

@@ -52,6 +52,10 @@ class Metrics:
             "tastemaker_request_seconds", "request latency", ["route"], registry=self.registry,
             buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
         )
+        self.stages = Histogram(
+            "tastemaker_stage_seconds", "time in each pipeline stage of a recommendation request", ["stage"],
+            registry=self.registry, buckets=(0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5),
+        )
         self.events = Gauge("tastemaker_events_stored", "events in the store", registry=self.registry)
         self.model = Gauge("tastemaker_model_info", "active model version", ["version"], registry=self.registry)
 

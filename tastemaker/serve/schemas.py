@@ -206,6 +206,10 @@ class RecommendationsOut(BaseModel):
 
 
 class TrainIn(Strict):
+    """What to train: a shipped pipeline by name, or a one-source pipeline over ``model``
+    with ``params``; neither: the configured ``training`` settings."""
+
+    pipeline: str | None = Field(None, max_length=64, pattern=TEXT_PATTERN)
     model: str | None = Field(None, max_length=64, pattern=TEXT_PATTERN)
     params: JsonObject | None = None
     activate: bool = True

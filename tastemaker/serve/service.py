@@ -18,11 +18,12 @@ from typing import Any
 
 from threadpoolctl import threadpool_limits
 
-from tastemaker.config import model_class
+from tastemaker.pipeline import ModelSource, Pipeline
+from tastemaker.pipeline.config import load_pipeline_config
 from tastemaker.data.dataset import Dataset
 from tastemaker.data.splits import leave_one_out
 from tastemaker.errors import TastemakerError
-from tastemaker.eval.protocols import evaluate_model
+from tastemaker.eval.protocols import selection_metrics
 from tastemaker.protocols import EXPOSURE_TYPES, Event, Item
 from tastemaker.serve.auth import Authenticator
 from tastemaker.serve.engine import CatalogView, Engine, ModelRegistry, Recommendation, Request
@@ -42,6 +43,8 @@ class TrainingError(TastemakerError):
 class Service:
     def __init__(self, settings: Settings, warn_if_open: bool = True) -> None:
         self.settings = settings
+        #: the app's per-stage latency histogram (labels: stage); None outside an app
+        self.stage_histogram: Any = None
         # A request is one small matrix-vector product: BLAS threads only add contention.
         threadpool_limits(settings.threads)
         self.store = open_store(settings.store_url)
@@ -141,17 +144,28 @@ class Service:
         return self._engines[version]
 
     def recommend(self, request: Request) -> tuple[list[Recommendation], str | None, str | None, list[str] | None]:
-        """(items, model version, A/B variant, interleaving teams)."""
+        """(items, model version, A/B variant, interleaving teams). The seconds spent in each
+        pipeline stage go to ``stage_histogram`` (the app's Prometheus series)."""
+        timings: dict[str, float] | None = {} if self.stage_histogram is not None else None
+        try:
+            return self._recommend(request, timings)
+        finally:
+            for stage, seconds in (timings or {}).items():
+                self.stage_histogram.labels(stage).observe(seconds)
+
+    def _recommend(
+        self, request: Request, timings: dict[str, float] | None
+    ) -> tuple[list[Recommendation], str | None, str | None, list[str] | None]:
         experiment = self._experiment_for(request)
         if experiment is None:
             engine = self.engine
-            return engine.recommend(self.store, request, self.catalog, self.settings.history_limit), engine.version, None, None
+            return engine.recommend(self.store, request, self.catalog, self.settings.history_limit, timings), engine.version, None, None
         if request.user_id is None:
             raise ValueError("experiments need a user id")
         if experiment.name.startswith("interleave"):
             a, b = (self.engine_for(v.model_version) for v in experiment.variants[:2])
-            list_a = a.recommend(self.store, request, self.catalog, self.settings.history_limit)
-            list_b = b.recommend(self.store, request, self.catalog, self.settings.history_limit)
+            list_a = a.recommend(self.store, request, self.catalog, self.settings.history_limit, timings)
+            list_b = b.recommend(self.store, request, self.catalog, self.settings.history_limit, timings)
             rng = random.Random(f"{request.user_id}:{time.time_ns()}")
             ids, teams = team_draft([r.item_id for r in list_a], [r.item_id for r in list_b], request.n, rng)
             by_id = {r.item_id: r for r in list_b} | {r.item_id: r for r in list_a}
@@ -159,7 +173,7 @@ class Service:
         variant_name = self.store.assign(experiment.name, request.user_id, assign_variant(experiment, request.user_id))  # type: ignore[attr-defined]
         variant = next(v for v in experiment.variants if v.name == variant_name)
         engine = self.engine_for(variant.model_version)
-        return engine.recommend(self.store, request, self.catalog, self.settings.history_limit), engine.version, variant_name, None
+        return engine.recommend(self.store, request, self.catalog, self.settings.history_limit, timings), engine.version, variant_name, None
 
     def _experiment_for(self, request: Request) -> Experiment | None:
         name = request.context.get("experiment") if request.context else None
@@ -192,22 +206,29 @@ class Service:
         return written
 
     # ------------------------------------------------------------------ training
-    def train(self, model: str | None = None, params: dict[str, Any] | None = None, activate: bool = True) -> dict[str, Any]:
-        """Fit on the store's training events, check the quality gate on a leave-one-out
-        holdout, save as a new version and (by default) swap it in. One run at a time: a
-        second call while one runs raises :class:`TrainingError`."""
+    def train(
+        self, model: str | None = None, params: dict[str, Any] | None = None, activate: bool = True,
+        pipeline: str | None = None,
+    ) -> dict[str, Any]:
+        """Fit a pipeline on the store's training events, check the quality gate on a
+        leave-one-out holdout, save it as a new version and (by default) swap it in (see
+        :meth:`plan` for what is trained). One run at a time: a second call while one runs
+        raises :class:`TrainingError`."""
         if not self._train_lock.acquire(blocking=False):
             raise TrainingError("a training run is already in progress")
         try:
-            return self._train(model, params, activate)
+            return self._train(model, params, activate, pipeline)
         finally:
             self._train_lock.release()
 
-    def train_in_background(self, model: str | None = None, params: dict[str, Any] | None = None, activate: bool = True) -> str:
-        """Start :meth:`train` in a thread and return its job id. The model and its params are
-        checked first (``ValueError``/``TypeError``), and a run already in progress is a
+    def train_in_background(
+        self, model: str | None = None, params: dict[str, Any] | None = None, activate: bool = True,
+        pipeline: str | None = None,
+    ) -> str:
+        """Start :meth:`train` in a thread and return its job id. What to train is checked
+        first (``ValueError``/``TypeError``), and a run already in progress is a
         :class:`TrainingError`, so a job that could not run is never reported as started."""
-        self.check_model(model, params)
+        self.plan(model, params, pipeline)
         if not self._train_lock.acquire(blocking=False):
             raise TrainingError("a training run is already in progress")
         job = uuid.uuid4().hex[:12]
@@ -215,7 +236,7 @@ class Service:
 
         def run() -> None:
             try:
-                self._train(model, params, activate, job)
+                self._train(model, params, activate, pipeline, job)
             except Exception as exc:  # recorded in self.training by _train
                 log.warning("training job %s failed: %s", job, exc)
             finally:
@@ -228,32 +249,44 @@ class Service:
             raise
         return job
 
-    def check_model(self, model: str | None, params: dict[str, Any] | None) -> tuple[str, Any, dict[str, Any]]:
-        """(name, class, params) of what to train; a bad name or param raises here."""
+    def plan(self, model: str | None = None, params: dict[str, Any] | None = None, pipeline: str | None = None) -> Pipeline:
+        """The (unfitted) pipeline to train: the pipeline file ``pipeline`` (a path or a
+        shipped name), else, when no model is named, ``training.pipeline`` if set; else a
+        one-source pipeline over ``model`` (default ``training.model``) with ``params``
+        (default ``training.params``). A bad name, key or value raises ``ValueError`` here,
+        before any work."""
         cfg = self.settings.training
-        name = model or cfg.model
-        cls = model_class(name)
-        chosen = cfg.params if params is None else params
-        cls(**chosen)  # validates the params (a typo is an error) before any work
-        return name, cls, chosen
+        chosen_file = pipeline or (cfg.pipeline if model is None and params is None else None)
+        if chosen_file:
+            return load_pipeline_config(chosen_file)
+        source = ModelSource(model=model or cfg.model, params=cfg.params if params is None else params,
+                             exact_below=self.settings.ann_exact_below)
+        return Pipeline([source])
 
-    def _train(self, model: str | None, params: dict[str, Any] | None, activate: bool, job: str | None = None) -> dict[str, Any]:
+    def _train(
+        self, model: str | None, params: dict[str, Any] | None, activate: bool, pipeline: str | None = None,
+        job: str | None = None,
+    ) -> dict[str, Any]:
         """The training run itself; the caller holds ``_train_lock``."""
         started = time.time()
         self.training = {"state": "running", "job": job, "started": started}
         try:
             cfg = self.settings.training
-            name, cls, chosen = self.check_model(model, params)
+            planned = self.plan(model, params, pipeline)
             until = self.store.max_event_id()  # type: ignore[attr-defined]
             # exposure (impressions) never trains; event_types narrows it further
             data = self.store.to_dataset(until_id=until, event_types=cfg.event_types)  # type: ignore[attr-defined]
             if data.n_interactions == 0:
                 raise TrainingError("the store has no training events (impressions never train)")
             options = FitOptions(threads=cfg.threads, progress=False)
-            metrics = self._gate(name, cls, chosen, data, options)
-            fitted = cls(**chosen).fit(data, options)
-            info = {"trained_until": until, "metrics": metrics, "params": chosen, "n_events": data.n_interactions,
-                    "event_types": cfg.event_types}
+            metrics = self._gate(planned, data, options)
+            fitted = planned.clone().fit(data, options)
+            stages = [{"role": role, "name": stage.name, "kind": stage.kind, "config": stage.config.model_dump(mode="json")}
+                      for role, stage in fitted.stages if role != "fallback"]
+            sources = fitted.sources
+            info = {"trained_until": until, "metrics": metrics, "pipeline": fitted.name, "stages": stages,
+                    "params": sources[0].config.model_dump(mode="json").get("params", {}) if len(sources) == 1 else {},
+                    "n_events": data.n_interactions, "event_types": cfg.event_types}
             version = self.registry.add(fitted, info)
             if activate:
                 self.activate(version)
@@ -268,28 +301,30 @@ class Service:
             log.exception("training failed")
             raise TrainingError(f"training failed: {error}") from exc
 
-    def _gate(self, name: str, cls: Any, params: dict[str, Any], data: Dataset, options: FitOptions) -> dict[str, float]:
-        """Holdout metrics of the candidate; raises :class:`TrainingError` (and logs it) when
-        it misses ``min_ndcg10`` or, with ``beat_popularity``, does worse than popularity."""
+    def _gate(self, planned: Pipeline, data: Dataset, options: FitOptions) -> dict[str, float]:
+        """Holdout metrics of the candidate pipeline; raises :class:`TrainingError` (and logs
+        it) when it misses ``min_ndcg10`` or, with ``beat_popularity``, does worse than the
+        most-popular baseline. Both are ranked pessimistically (ties and NaN earn nothing)."""
         cfg = self.settings.training
         split = leave_one_out(data)
         if not len(split.test):
             return {}
         train = split.train_with_validation()
-        candidate = cls(**params).fit(train, options)
-        metrics = evaluate_model(candidate, split.test, ks=(10,), diversity=False)[0]
+        candidate = planned.clone().fit(train, options)
+        metrics = selection_metrics(candidate, split.test)[0]
         ndcg = float(metrics["ndcg@10"])
         problems = []
         if ndcg < cfg.min_ndcg10:
             problems.append(f"below the floor training.min_ndcg10 = {cfg.min_ndcg10}")
-        if cfg.beat_popularity and name != "most-popular":
-            baseline = model_class("most-popular")().fit(train, options)
-            popular = float(evaluate_model(baseline, split.test, ks=(10,), diversity=False)[0]["ndcg@10"])
+        only = [s.config.model for s in planned.sources if isinstance(s, ModelSource)]
+        if cfg.beat_popularity and only != ["most-popular"]:
+            baseline = Pipeline([ModelSource(model="most-popular")]).fit(train, options)
+            popular = float(selection_metrics(baseline, split.test)[0]["ndcg@10"])
             metrics["most-popular ndcg@10"] = popular
             if ndcg < popular:
                 problems.append(f"worse than the most-popular baseline ({popular:.4f}; training.beat_popularity)")
         if problems:
-            message = f"new {name} model has holdout NDCG@10 {ndcg:.4f}, {' and '.join(problems)}: not activated"
+            message = f"new {planned.name} pipeline has holdout NDCG@10 {ndcg:.4f}, {' and '.join(problems)}: not activated"
             log.warning("training refused: %s", message)
             raise TrainingError(message)
         return metrics
@@ -297,9 +332,9 @@ class Service:
     def _load(self, version: str) -> Engine:
         """A version's engine, with the catalog items that arrived after it was trained added
         where the model can represent them by content (so a restart does not drop them)."""
-        engine = self.registry.load(version, self.settings.ann_exact_below)
-        if engine.model is not None and hasattr(engine.model, "add_items"):
-            known = engine.model.items_
+        engine = self.registry.load(version)
+        if engine.pipeline is not None:
+            known = engine.pipeline.items_
             later = [item_id for item_id in self.catalog.item_ids() if item_id not in known]  # from memory
             if later:  # only these are read back from the store (their text and attributes)
                 try:

@@ -54,6 +54,9 @@ class TrainingSettings(BaseModel):
     """What background retraining fits, on which events, how often, and the quality gate a new
     model must pass before it is activated.
 
+    * What: the pipeline file ``pipeline`` (a path, or a shipped name such as ``"default"``),
+      or else a one-source pipeline over the model ``model`` with ``params``.
+
     * ``event_types``: the event types that train (e.g. ``["click", "purchase"]``); ``None``
       (the default) means every type except the exposure types (``impression``), which
       record what was shown and are never training positives (listing one is an error).
@@ -64,7 +67,8 @@ class TrainingSettings(BaseModel):
     """
 
     model_config = ConfigDict(extra="forbid")
-    model: str = "ease"
+    pipeline: str | None = None  # a pipeline TOML file, or a shipped one by name ("default"); else:
+    model: str = "ease"  # ... a one-source pipeline over this model
     params: dict[str, Any] = {}
     event_types: list[str] | None = None
     interval_seconds: float = Field(0.0, ge=0)  # 0 = only on demand

@@ -99,11 +99,11 @@ def test_vectors_serve_the_scores(data: Dataset) -> None:
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-6)
     with pytest.raises(ValueError):
         vectors[0, 0] = 2.0  # a read-only view: an index cannot corrupt the model
-    batch = model._resolve([Query(user="u0"), Query(history=["c", "b2"]), Query(user="u1", history=["b1"])])
+    batch = model.resolve([Query(user="u0"), Query(history=["c", "b2"]), Query(user="u1", history=["b1"])])
     users = model.user_vectors(batch)
     np.testing.assert_allclose(users @ vectors.T, model._score(batch), atol=1e-6)
     # a known user's new events fold in: the same as the anonymous full sequence
-    anonymous = model.user_vectors(model._resolve([Query(history=["a2", "c", "b1"])]))
+    anonymous = model.user_vectors(model.resolve([Query(history=["a2", "c", "b1"])]))
     np.testing.assert_allclose(users[2], anonymous[0], atol=1e-6)
 
 

@@ -161,7 +161,7 @@ def test_fold_in_and_vectors_agree_with_scores(fitted: HLLM, successor: Dataset)
         np.testing.assert_allclose(
             fitted.score([Query(user=user, history=new)], ids), fitted.score([Query(history=history + new)], ids), atol=1e-5
         )
-    batch = fitted._resolve([Query(user="u1"), Query(history=["i3"])])
+    batch = fitted.resolve([Query(user="u1"), Query(history=["i3"])])
     users, items = fitted.user_vectors(batch), fitted.item_vectors()
     np.testing.assert_allclose(np.linalg.norm(users, axis=1), 1.0, rtol=1e-5)
     np.testing.assert_allclose(np.linalg.norm(items, axis=1), 1.0, rtol=1e-5)

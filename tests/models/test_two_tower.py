@@ -44,7 +44,7 @@ def test_item_vectors_are_normalised_and_score(fitted: TwoTower) -> None:
     vectors = fitted.item_vectors()
     assert vectors.dtype == np.float32 and vectors.shape == (40, 16)
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-5)
-    batch = fitted._resolve([Query(user="u2"), Query(history=["i1", "i3"])])
+    batch = fitted.resolve([Query(user="u2"), Query(history=["i1", "i3"])])
     users = fitted.user_vectors(batch)
     np.testing.assert_allclose(users @ vectors.T, fitted._score(batch), rtol=1e-6)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections import Counter
@@ -58,6 +59,18 @@ def test_health_docs_and_metrics(settings: Settings) -> None:
         assert "tastemaker_requests_total" in text and 'route="/healthz"' in text
 
 
+def test_metrics_have_a_latency_histogram_per_pipeline_stage(settings: Settings) -> None:
+    with live_server(settings) as client:
+        seed(client)
+        client.get("/v1/users/drama-fan-1/recommendations", params={"n": 3})
+        client.get("/v1/users/nobody-yet/recommendations", params={"n": 3})  # the fallback answers
+        text = client.get("/metrics").text
+        for stage in ("ease", "ranker", "explorer", "explain", "popular-fallback"):
+            assert f'tastemaker_stage_seconds_count{{stage="{stage}"}}' in text, stage
+        count = re.search(r'tastemaker_stage_seconds_count\{stage="ease"\} (\S+)', text)
+        assert count is not None and float(count.group(1)) == 2.0
+
+
 def test_items_crud_and_availability(settings: Settings) -> None:
     with live_server(settings) as client:
         seed(client, train=False)
@@ -86,7 +99,7 @@ def test_feedback_changes_the_next_response(settings: Settings) -> None:
 
         # a brand-new user: popular items, saying so; after one event, that event drives the list
         cold = client.get("/v1/users/newcomer/recommendations", params={"n": 4}).json()
-        assert all(i["source"] == "popular" and i["reason"].startswith("popular") for i in cold["items"])
+        assert all(i["source"] == "popular-fallback" and i["reason"].startswith("popular") and "(no history yet)" in i["reason"] for i in cold["items"])
         client.post("/v1/events", json={"user_id": "newcomer", "item_id": "d3", "event_type": "watch"})
         warm = client.get("/v1/users/newcomer/recommendations", params={"n": 4}).json()
         assert [genre_of(i["item_id"]) for i in warm["items"]] == ["drama"] * 4
@@ -331,9 +344,10 @@ def test_vector_models_are_served_through_the_index(tmp_path, exact_below) -> No
 
 
 def test_the_vector_index_is_stored_with_the_version_and_reused(tmp_path) -> None:
-    """The HNSW index is written into the version directory once; a restart (a new service on
-    the same models dir) loads it instead of rebuilding, and answers the same; a damaged
-    index is rebuilt."""
+    """The HNSW index is written into the version's pipeline artifact once; a restart (a new
+    service on the same models dir) loads it instead of rebuilding, and answers the same; a
+    damaged index fails the artifact's checksums, so that version is refused, never served."""
+    from tastemaker.errors import ArtifactError
     from tastemaker.serve.engine import ModelRegistry
     from tastemaker.serve.service import Service
 
@@ -343,13 +357,13 @@ def test_the_vector_index_is_stored_with_the_version_and_reused(tmp_path) -> Non
         seed(client)
         first = client.get("/v1/users/drama-fan-3/recommendations", params={"n": 5}).json()["items"]
         version = client.get("/v1/admin/status").json()["model_version"]
-    index_dir = tmp_path / "m" / version / "index"
+    (index_dir,) = (tmp_path / "m" / version / "stages").glob("*-source-als/index")
     assert (index_dir / "index.json").is_file() and (index_dir / "index.faiss").is_file()
     stamp = (index_dir / "index.faiss").stat().st_mtime_ns
 
     service = Service(settings)  # a restart: loads the stored index
     try:
-        assert type(service.engine.index).__name__ == "FaissHNSWIndex"
+        assert type(service.engine.pipeline.sources[0].index).__name__ == "FaissHNSWIndex"
         assert (index_dir / "index.faiss").stat().st_mtime_ns == stamp
     finally:
         service.close()
@@ -358,8 +372,8 @@ def test_the_vector_index_is_stored_with_the_version_and_reused(tmp_path) -> Non
     assert [i["item_id"] for i in again] == [i["item_id"] for i in first]
 
     (index_dir / "index.faiss").write_bytes(b"not a faiss index")
-    engine = ModelRegistry(tmp_path / "m").load(version, exact_below=0)
-    assert len(engine.index) == 24 and (index_dir / "index.faiss").stat().st_size > 100
+    with pytest.raises(ArtifactError, match="index.faiss is corrupted"):
+        ModelRegistry(tmp_path / "m").load(version)
 
 
 def test_a_new_item_is_recommended_from_its_content_before_any_retraining(tmp_path) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tastemaker.artifact import load_model
+from tastemaker.pipeline import Pipeline
 from tastemaker.serve.settings import Settings, TrainingSettings
 from tastemaker.testing.http import live_server
 
@@ -219,8 +219,9 @@ def test_a_user_reads_their_events_and_is_forgotten(settings: Settings) -> None:
         # the new model never saw them: they get the cold-start list, saying so
         cold = client.get("/v1/users/drama-fan-3/recommendations", params={"n": 3}).json()
         assert all("no history yet" in i["reason"] for i in cold["items"])
-        model = load_model(settings.models_dir / trained["version"])
-        assert "drama-fan-3" not in model.users_ and "drama-fan-2" in model.users_
+        pipeline = Pipeline.load(settings.models_dir / trained["version"])
+        assert "drama-fan-3" not in pipeline.users_ and "drama-fan-2" in pipeline.users_
+        assert "drama-fan-3" not in pipeline.sources[0].model_.users_
 
 
 def test_reads_keep_flowing_while_items_are_added(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -21,14 +21,19 @@ def train(body: TrainIn, service: Service = Depends(get_service)) -> dict[str, A
 
         if body.model not in MODELS:
             raise HTTPException(422, f"model: unknown model {body.model!r}; choose from {', '.join(MODELS)}")
+    if body.pipeline is not None:
+        from tastemaker.pipeline.config import example_pipelines
+
+        if body.pipeline not in example_pipelines():  # a name, never a path on the server
+            raise HTTPException(422, f"pipeline: unknown pipeline {body.pipeline!r}; choose from {', '.join(example_pipelines())}")
     try:
-        service.check_model(body.model, body.params)
+        service.plan(body.model, body.params, body.pipeline)
     except (TypeError, ValueError) as exc:
         raise HTTPException(422, f"params: {exc}") from None
     try:
         if not body.wait:  # 409 now, not a "started" job that fails at once, when one runs already
-            return {"job": service.train_in_background(body.model, body.params, body.activate), "state": "started"}
-        return service.train(body.model, body.params, body.activate)
+            return {"job": service.train_in_background(body.model, body.params, body.activate, body.pipeline), "state": "started"}
+        return service.train(body.model, body.params, body.activate, body.pipeline)
     except TrainingError as exc:
         raise HTTPException(409, str(exc)) from None
 

@@ -1,0 +1,305 @@
+"""Candidate sources: any fitted recommender, popularity (global, per category, trending) and
+fresh items. Each returns context codes, best first, with the seen/excluded items left out
+(:class:`tastemaker.protocols.Source`), and explains its own items.
+
+Content similarity to the history is a model source too: ``ModelSource(model="content")``
+(:class:`~tastemaker.models.content.ContentRetrieval`, the user as a recency-weighted mean of
+their items' text vectors), which also makes an item recommendable the moment it is added.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
+
+from tastemaker.artifact import load_model
+from tastemaker.data.dataset import Dataset
+from tastemaker.index.recommender import IndexedRecommender, has_vectors
+from tastemaker.models.base import Recommender
+from tastemaker.pipeline.base import Source, StageConfig, top_codes
+from tastemaker.pipeline.context import DAY, Resolved
+from tastemaker.types import FitOptions, ItemList
+
+#: How explanations word a history item's event type ("because you watched X").
+VERBS = {
+    "rating": "rated", "rated": "rated", "click": "clicked", "purchase": "bought", "buy": "bought",
+    "view": "viewed", "watch": "watched", "play": "played", "like": "liked", "liked": "liked",
+    "cart": "added to your cart",
+}
+
+
+def history_verb(query: Resolved, item_id: str) -> str:
+    """The verb for ``item_id`` in ``query``'s history: ``Query.context["event_types"]`` maps
+    item ids to the type of the user's last event on them (the service fills it); default "liked"."""
+    types = query.query.context.get("event_types") if query.query.context else None
+    return VERBS.get(str(types.get(item_id, "")), "liked") if isinstance(types, dict) else "liked"
+
+
+# ---------------------------------------------------------------------- any recommender
+class ModelSourceConfig(StageConfig):
+    """``model``: a registered model name (``tastemaker.config.MODELS``); ``params``: its
+    config; ``index``: serve a vector model through a vector index (``"auto"``: exact below
+    ``exact_below`` items, HNSW above) or ``"none"`` (the model scores the whole catalog)."""
+
+    model: str
+    params: dict[str, Any] = {}
+    index: Literal["auto", "exact", "hnsw", "none"] = "auto"
+    exact_below: int = Field(20_000, ge=0)
+
+    @field_validator("model")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        from tastemaker.config import MODELS
+
+        if value not in MODELS:
+            raise ValueError(f"unknown model {value!r}; choose from {', '.join(MODELS)}")
+        return value
+
+    @field_validator("params")
+    @classmethod
+    def _params_fit_the_model(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        from tastemaker.config import model_class
+
+        if "model" in info.data:  # checked now, not when the pipeline is first fitted
+            try:
+                model_class(info.data["model"]).Config(**value)
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                raise ValueError(f"{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+        return value
+
+
+class ModelSource(Source):
+    """A fitted :class:`~tastemaker.models.base.Recommender` as a source."""
+
+    kind = "model"
+    Config = ModelSourceConfig
+    config: ModelSourceConfig
+    model_: Recommender
+    trained_items_: int
+    _indexed: IndexedRecommender | None = None
+
+    def __init__(self, config: StageConfig | None = None, *, name: str | None = None, **params: Any) -> None:
+        super().__init__(config, name=name, **params)
+        if name is None:
+            self.name = self.config.model
+
+    @classmethod
+    def of(cls, model: Recommender, name: str | None = None, **options: Any) -> ModelSource:
+        """A source over an already fitted model (its config is taken from the model)."""
+        source = cls(model=model.name, params=model.config.model_dump(mode="json"), name=name, **options)
+        source.model_ = model
+        source.trained_items_ = len(model.items_)
+        return source
+
+    def _fit(self, dataset: Dataset, options: FitOptions) -> None:
+        from tastemaker.config import model_class
+
+        self.model_ = model_class(self.config.model)(**self.config.params).fit(dataset, options)
+        self.trained_items_ = len(self.model_.items_)
+        self._indexed = None
+
+    def _answerer(self) -> Recommender | IndexedRecommender:
+        if self.config.index == "none" or not has_vectors(self.model_):
+            return self.model_
+        if self._indexed is None:
+            kind = "auto" if self.config.index == "auto" else self.config.index
+            self._indexed = IndexedRecommender(self.model_, kind=kind, exact_below=self.config.exact_below,
+                                               index_dir=getattr(self, "_index_dir", None))
+        return self._indexed
+
+    @property
+    def index(self) -> Any:
+        """The vector index the model is served through (None when it scores exactly)."""
+        answerer = self._answerer()
+        return answerer.index if isinstance(answerer, IndexedRecommender) else None
+
+    def retrieve_resolved(self, queries: Sequence[Resolved], k: int) -> list[ItemList]:
+        lists = self._answerer().recommend([q.query for q in queries], n=k)
+        out = []
+        for items in lists:
+            if len(items) and items.sources[0] == "popular-fallback":
+                out.append(ItemList.empty())  # nothing to go on: the popularity source's job
+                continue
+            codes = self.context_.items.encode(items.item_ids, missing="mark")
+            keep = codes >= 0
+            out.append(self._listed(codes[keep], items.scores[keep]))
+        return out
+
+    def explain(self, query: Resolved, codes: np.ndarray) -> list[str]:
+        """"because you watched X": X is the history item with the largest
+        ``model.item_affinity`` to the item (EASE/ItemKNN: its weight; others: cosine)."""
+        model = self.model_
+        ids = self.context_.items.decode(codes)
+        history = self.context_.items.decode(query.history[-50:])  # the most recent explain best
+        model_history = model.items_.encode(history, missing="mark")
+        known = np.flatnonzero(model_history >= 0)
+        targets = model.items_.encode(ids, missing="mark")
+        if not len(known) or (targets < 0).any():
+            return super().explain(query, codes)
+        affinity = model.item_affinity(model_history[known], targets)
+        if affinity is None:
+            return ["recommended for you"] * len(codes)
+        reasons = []
+        for target, row in zip(targets, np.asarray(affinity), strict=True):
+            best = str(history[known[int(np.argmax(row))]])
+            title = self.context_.titles[self.context_.items.code(best)] or best
+            verb = history_verb(query, best)
+            if target >= self.trained_items_:  # added after training: placed by its content
+                reasons.append(f"new item like {title}, which you {verb}")
+            else:
+                reasons.append(f"because you {verb} {title}")
+        return reasons
+
+    def add_items(self, catalog: Any, codes: np.ndarray) -> None:
+        if not hasattr(self.model_, "add_items"):
+            return  # an ID model cannot place an item it has no events for
+        answerer = self._answerer()
+        if isinstance(answerer, IndexedRecommender):
+            answerer.add_items(catalog)
+        else:
+            self.model_.add_items(catalog)  # type: ignore[attr-defined]
+
+    def save_files(self, path: Path) -> None:
+        self.model_.save(path / "model")
+        answerer = self._answerer()
+        if isinstance(answerer, IndexedRecommender):
+            answerer.save_index(path / "index")
+
+    def load_files(self, path: Path) -> None:
+        self.model_ = load_model(path / "model")
+        self.trained_items_ = len(self.model_.items_)
+        self._index_dir = path / "index"
+        self._indexed = None
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {"trained_items": np.asarray([self.trained_items_])}
+
+    def set_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        self.trained_items_ = int(arrays["trained_items"][0])
+
+
+# ---------------------------------------------------------------------- popularity
+class PopularityConfig(StageConfig):
+    """``mode``: ``"global"`` (distinct training users), ``"trending"`` (events weighted by
+    recency: an event's weight halves every ``half_life_days`` before the newest training
+    event) or ``"category"`` (global popularity times the share of the user's history in the
+    item's categories: popular within what the user likes)."""
+
+    mode: Literal["global", "trending", "category"] = "global"
+    half_life_days: float = Field(7.0, gt=0)
+
+
+class PopularitySource(Source):
+    kind = "popularity"
+    Config = PopularityConfig
+    config: PopularityConfig
+    scores_: np.ndarray
+
+    def __init__(self, config: StageConfig | None = None, *, name: str | None = None, **params: Any) -> None:
+        super().__init__(config, name=name, **params)
+        if name is None:
+            self.name = {"global": "popular", "trending": "trending", "category": "popular-in-category"}[self.config.mode]
+
+    def _fit(self, dataset: Dataset, options: FitOptions) -> None:
+        ctx = self.context_
+        if self.config.mode == "trending":
+            inter = dataset.interactions
+            age = ctx.now - inter["timestamp"].to_numpy(dtype=np.float64)
+            weight = np.exp2(-age / (self.config.half_life_days * DAY))
+            self.scores_ = np.bincount(inter["item"].to_numpy(), weights=weight, minlength=len(ctx.items)).astype(np.float32)
+        else:
+            self.scores_ = ctx.popularity.astype(np.float32)
+
+    def retrieve_resolved(self, queries: Sequence[Resolved], k: int) -> list[ItemList]:
+        self._grow()
+        out = []
+        for query in queries:
+            scores = self.scores_
+            if self.config.mode == "category":
+                shares = self._category_shares(query)
+                if shares is None:
+                    out.append(ItemList.empty())
+                    continue
+                scores = scores * shares
+                scores = np.where(scores > 0, scores, -np.inf).astype(np.float32)
+            codes, top = top_codes(np.where(self.scores_ > 0, scores, -np.inf), k, query)
+            out.append(self._listed(codes, top))
+        return out
+
+    def _category_shares(self, query: Resolved) -> np.ndarray | None:
+        """Per item: the largest share of the user's history in one of its categories."""
+        cats = self.context_.categories
+        if not len(query.history) or cats.shape[1] == 0:
+            return None
+        counts = np.asarray(cats[query.history].sum(axis=0)).ravel()
+        share = counts / max(len(query.history), 1)
+        per_item = cats.multiply(share[None, :]).max(axis=1)
+        return np.asarray(per_item.todense()).ravel().astype(np.float32)
+
+    def explain(self, query: Resolved, codes: np.ndarray) -> list[str]:
+        ctx = self.context_
+        out = []
+        for code in codes:
+            cats = ctx.item_categories(int(code))
+            if self.config.mode == "trending":
+                out.append("trending now")
+            elif self.config.mode == "category" and cats:
+                counts = {c: 0 for c in cats}
+                for h in query.history:
+                    for c in ctx.item_categories(int(h)):
+                        if c in counts:
+                            counts[c] += 1
+                out.append(f"popular in {max(counts, key=lambda c: counts[c])}, which you like")
+            else:
+                out.append(f"popular in {cats[0]}" if cats else "popular right now")
+        return out
+
+    def _grow(self) -> None:
+        n = len(self.context_.items)
+        if len(self.scores_) < n:  # items added since: no events yet
+            self.scores_ = np.concatenate([self.scores_, np.zeros(n - len(self.scores_), np.float32)])
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {"scores": self.scores_}
+
+    def set_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        self.scores_ = arrays["scores"]
+
+
+# ---------------------------------------------------------------------- fresh items
+class FreshConfig(StageConfig):
+    """The newest items by ``created_at`` (items without one never qualify), at most
+    ``max_age_days`` older than the newest item; the score is minus the age in days."""
+
+    max_age_days: float | None = Field(None, gt=0)
+
+
+class FreshSource(Source):
+    kind = "fresh"
+    Config = FreshConfig
+    config: FreshConfig
+
+    def __init__(self, config: StageConfig | None = None, *, name: str | None = None, **params: Any) -> None:
+        super().__init__(config, name=name, **params)
+        if name is None:
+            self.name = "fresh"
+
+    def retrieve_resolved(self, queries: Sequence[Resolved], k: int) -> list[ItemList]:
+        created = self.context_.created_at
+        known = np.isfinite(created)
+        if not known.any():
+            return [ItemList.empty() for _ in queries]
+        age_days = (created[known].max() - created) / DAY  # float32 cannot rank raw unix times
+        if self.config.max_age_days is not None:
+            known &= age_days <= self.config.max_age_days
+        scores = np.where(known, -age_days, -np.inf).astype(np.float32)  # newest first
+        return [self._listed(*top_codes(scores, k, query)) for query in queries]
+
+    def explain(self, query: Resolved, codes: np.ndarray) -> list[str]:
+        return ["new in the catalog"] * len(codes)
+
