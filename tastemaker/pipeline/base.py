@@ -116,6 +116,9 @@ class Ranker(Stage):
     @abstractmethod
     def rank(self, queries: Sequence[Query], candidates: Sequence[ItemList]) -> list[ItemList]: ...
 
+    def use_sources(self, sources: Sequence[Source]) -> None:  # noqa: B027 - fusion needs no sources
+        """The pipeline's (fitted) sources, for rankers whose features read them."""
+
     def fit_candidates(
         self, queries: Sequence[Resolved], candidates: Sequence[ItemList], labels: Sequence[np.ndarray], options: FitOptions
     ) -> None:

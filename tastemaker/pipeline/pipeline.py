@@ -172,6 +172,7 @@ class Pipeline:
                 stage.fit(dataset, self.context_, options)
         if self.ranker.learned:
             self.ranker.bind(self.context_)
+        self.ranker.use_sources(self.sources)
         return self
 
     def _fit_ranker(self, dataset: Dataset, options: FitOptions) -> None:
@@ -190,6 +191,7 @@ class Pipeline:
         users = prefix.users.decode(last["user"].to_numpy())
         targets = last["item"].to_numpy()
         self.ranker.context_ = context
+        self.ranker.use_sources(sources)
         queries, candidates, labels = [], [], []
         batch = 256
         for start in range(0, len(users), batch):
@@ -388,6 +390,7 @@ class Pipeline:
         )
         pipeline.fallback = built["fallback"][0]  # type: ignore[assignment]
         pipeline.context_ = context
+        pipeline.ranker.use_sources(pipeline.sources)
         return pipeline
 
 
