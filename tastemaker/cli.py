@@ -140,12 +140,36 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         model: Any = load_pipeline_config(args.pipeline)
     else:
-        model = model_class(args.model)(**parse_params(args.param))
+        params = parse_params(args.param)
+        if args.trials:
+            params = _tune(args, data, params)
+        model = model_class(args.model)(**params)
     start = time.perf_counter()
     model.fit(data, _options(args))
     path = model.save(args.out)
     print(f"trained {model!r} on {data} in {time.perf_counter() - start:.1f}s; artifact: {path}")
     return 0
+
+
+def _tune(args: argparse.Namespace, data: Any, fixed: dict[str, Any]) -> dict[str, Any]:
+    """--trials for train: search the model's space on a leave-one-out validation split of
+    the data (the --param values stay fixed), print the best, and return it."""
+    from tastemaker.config import model_class
+    from tastemaker.data.splits import leave_one_out
+    from tastemaker.eval.protocols import selection_metrics
+    from tastemaker.tuning import search
+
+    cls = model_class(args.model)
+    split = leave_one_out(data)
+    space = {k: v for k, v in cls.search_space.items() if k not in fixed}
+
+    def value(params: dict[str, Any]) -> float:
+        return selection_metrics(cls(**params).fit(split.train, _options(args)), split.validation)[0]["ndcg@10"]
+
+    best, history = search(value, space, args.trials, seed=args.seed, fixed=fixed, progress=not args.quiet, label=f"tuning {args.model}")
+    top = max(history, key=lambda t: t["value"] if t["value"] is not None else float("-inf"))
+    print(f"best of {len(history)} trials: {best} (validation NDCG@10 {top['value']:.4f})")
+    return best
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -161,14 +185,32 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     models = {name: (model_class(name), grids.get(name, {})) for name in names}
     if args.protocol == "cold-start":
         return _evaluate_cold_start(args, data, models)
-    print(f"evaluating {', '.join(names)} on {data} (reference protocol: leave-one-out, full ranking)")
-    result = run_protocol(data, models, _options(args), progress=not args.quiet)
+    trials = _trials(args)
+    how = f"a {trials}-trial search per model" if trials else "the default grids"
+    print(f"evaluating {', '.join(names)} on {data} (reference protocol: leave-one-out, full ranking; tuning: {how})")
+    result = run_protocol(data, models, _options(args), progress=not args.quiet, trials=trials)
     out = Path(args.out or f"reports/{data.name}")
     json_path, md_path = write_report(result, out)
     print()
     print(markdown_table(result))
     print(f"\nreport: {md_path} and {json_path}")
     return 0
+
+
+def _trials(args: argparse.Namespace) -> int:
+    """The search budget: --trials, else 20 when Optuna is installed (else the grids)."""
+    from tastemaker.tuning import optuna_available
+
+    if args.trials is not None:
+        if args.trials and not optuna_available():
+            raise ValueError("--trials needs Optuna: pip install 'tastemaker[tune]' (or --trials 0 for the grids)")
+        return int(args.trials)
+    if args.grid:
+        return 0  # an explicit grid file is searched as given
+    if not optuna_available():
+        print("(Optuna is not installed: tuning on the default grids; pip install 'tastemaker[tune]' to search)")
+        return 0
+    return 20
 
 
 def _evaluate_pipeline(args: argparse.Namespace, data: Any) -> int:
@@ -387,6 +429,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="a pipeline TOML file, or a shipped one by name (default); saves the whole pipeline")
     train.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="model parameter, e.g. reg=50 (repeatable)")
     train.add_argument("--out", required=True, help="artifact directory to write")
+    train.add_argument("--trials", type=int, default=0,
+                       help="search the model's space this many trials on a validation split first (Optuna; 0 = no search)")
     common(train)
     train.set_defaults(func=cmd_train)
 
@@ -402,6 +446,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--pipeline", default=None, metavar="FILE",
                           help="evaluate a pipeline TOML file (or a shipped one by name) and each of its sources alone")
     evaluate.add_argument("--out", default=None, help="report directory (default reports/<dataset>)")
+    evaluate.add_argument("--trials", type=int, default=None,
+                          help="search trials per model (Optuna TPE; default 20 when installed, 0 = the default grids)")
     evaluate.add_argument(
         "--protocol", choices=["reference", "cold-start"], default="reference",
         help="reference (leave-one-out, tuned) or cold-start (per-slice metrics: all, head, long-tail, cold items)",

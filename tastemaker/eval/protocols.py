@@ -170,10 +170,15 @@ def run_protocol(
     split: Split | None = None,
     ks: Sequence[int] = KS,
     progress: bool = True,
+    trials: int = 0,
 ) -> ProtocolResult:
     """Tune each model on validation, refit on train+validation, report on test.
 
-    ``models`` maps a display name to (model class, parameter grid)."""
+    ``models`` maps a display name to (model class, parameter grid). With ``trials`` > 0 the
+    tuning is a search (:func:`tastemaker.tuning.search`, Optuna TPE, seeded) of that many
+    trials over the model's ``search_space``, starting from the grid's points (the grid's
+    values for parameters outside the space stay fixed); else every point of the grid is
+    tried. Either way each trial is in the result's ``tuning`` history."""
     options = options or FitOptions(progress=False)
     split = split or leave_one_out(dataset)
     train_full = split.train_with_validation()
@@ -186,14 +191,28 @@ def run_protocol(
         tuning = []
         best: tuple[float, dict[str, Any], dict[str, float]] | None = None
         configs = param_grid(grid) or [{}]
-        for params in configs:
+        searching = trials > 0 and bool(cls.search_space)
+
+        def trial(params: dict[str, Any]) -> float:
+            nonlocal best
             model = cls(**params).fit(split.train, options)
             means, _ = selection_metrics(model, split.validation, k=10)
             tuning.append({"params": params, TUNE_METRIC: means[TUNE_METRIC]})
-            if progress:
+            if progress and not searching:
                 print(f"  {name} {params}: validation {TUNE_METRIC} = {means[TUNE_METRIC]:.4f}", flush=True)
             if best is None or means[TUNE_METRIC] > best[0]:
                 best = (means[TUNE_METRIC], params, means)
+            return means[TUNE_METRIC]
+
+        if searching:
+            from tastemaker.tuning import search
+
+            fixed = {k: v for k, v in configs[0].items() if k not in cls.search_space}
+            search(trial, cls.search_space, trials, seed=options.seed, fixed=fixed, start=configs[: max(1, trials // 3)],
+                   progress=progress, label=f"tuning {name}")
+        else:
+            for params in configs:
+                trial(params)
         assert best is not None
         _, best_params, best_valid = best
         with peak_rss() as peak:

@@ -27,7 +27,7 @@ Defined behaviour at recommend time:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Self
@@ -86,6 +86,9 @@ class Recommender(ABC):
     name: ClassVar[str] = "recommender"
     #: True for models that read the order of a history (ScoringBatch.sequences is then filled)
     sequential: ClassVar[bool] = False
+    #: Where a hyperparameter search looks (tastemaker.tuning: Float, Int, Choice per config
+    #: field); empty for a model with nothing to tune.
+    search_space: ClassVar[Mapping[str, Any]] = {}
 
     users_: Vocabulary
     items_: Vocabulary

@@ -34,6 +34,7 @@ from tastemaker.content.features import item_texts, stored_vectors, text_vectors
 from tastemaker.data.dataset import Dataset
 from tastemaker.errors import DataError
 from tastemaker.models.base import ModelConfig, ScoringBatch, VectorRecommender
+from tastemaker.tuning import Float
 from tastemaker.types import FitOptions
 
 _TFIDF_NAMES = {"tfidf", "tfidf-svd"}
@@ -176,6 +177,7 @@ class ContentRetrieval(VectorRecommender):
     latest item vectors (see the module docstring). Serves through a vector index."""
 
     Config = ContentRetrievalConfig
+    search_space = {"decay": Float(0.1, 1.0)}
     name = "content"
     sequential = True  # the order sets the recency weights
     config: ContentRetrievalConfig

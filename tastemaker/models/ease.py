@@ -30,6 +30,7 @@ from scipy.linalg import lapack
 
 from tastemaker.data.dataset import Dataset
 from tastemaker.models.base import ModelConfig, Recommender, ScoringBatch
+from tastemaker.tuning import Float
 from tastemaker.types import FitOptions
 
 _BLOCK = 2048  # rows copied at a time when mirroring the triangle
@@ -48,6 +49,7 @@ class EASE(Recommender):
 
     Config = EASEConfig
     name = "ease"
+    search_space = {"reg": Float(1.0, 20_000.0, log=True)}
     config: EASEConfig
 
     def _fit(self, dataset: Dataset, options: FitOptions) -> None:

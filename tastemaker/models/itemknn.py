@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 
 from tastemaker.data.dataset import Dataset
 from tastemaker.models.base import ModelConfig, Recommender, ScoringBatch
+from tastemaker.tuning import Choice, Float, Int
 from tastemaker.types import FitOptions
 
 _BLOCK = 1024
@@ -48,6 +49,7 @@ class ItemKNN(Recommender):
     """Item-based collaborative filtering with a top-k neighbour table."""
 
     Config = ItemKNNConfig
+    search_space = {"k": Int(10, 2000, log=True), "weighting": Choice(("none", "bm25")), "shrink": Float(0.0, 100.0)}
     name = "itemknn"
 
     def _fit(self, dataset: Dataset, options: FitOptions) -> None:

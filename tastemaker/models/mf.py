@@ -39,6 +39,7 @@ from tqdm.auto import tqdm
 
 from tastemaker.data.dataset import Dataset
 from tastemaker.models.base import ModelConfig, Recommender, ScoringBatch
+from tastemaker.tuning import Choice, Float, Int
 from tastemaker.types import FitOptions
 
 #: BPR fold-in: at most this many negatives (a fixed popularity-stratified sample of the
@@ -127,6 +128,10 @@ class ALS(_FactorModel):
 
     Config = ALSConfig
     name = "als"
+    search_space = {
+        "embedding_size": Choice((32, 64, 128, 256)), "reg": Float(1e-3, 100.0, log=True),
+        "alpha": Float(0.1, 100.0, log=True), "epochs": Int(5, 30),
+    }
     config: ALSConfig
     _gram_cache: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # (item factors, G, G⁻¹)
 
@@ -203,6 +208,10 @@ class BPR(_FactorModel):
 
     Config = BPRConfig
     name = "bpr"
+    search_space = {
+        "embedding_size": Choice((32, 64, 128, 256)), "learning_rate": Float(1e-3, 0.2, log=True),
+        "reg": Float(1e-5, 0.1, log=True), "epochs": Int(20, 300, log=True),
+    }
     config: BPRConfig
 
     def _fit(self, dataset: Dataset, options: FitOptions) -> None:
