@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import scipy.sparse as sp
 from pydantic import Field, ValidationError, ValidationInfo, field_validator
 
 from tastemaker.artifact import load_model
@@ -219,27 +220,77 @@ class PopularitySource(Source):
         self._grow()
         out = []
         for query in queries:
-            scores = self.scores_
-            if self.config.mode == "category":
-                shares = self._category_shares(query)
-                if shares is None:
+            if query.allowed is not None:  # a short include list: score just those
+                scores = self.scores_ if self.config.mode != "category" else self._category_scores(query)
+                if scores is None:
                     out.append(ItemList.empty())
                     continue
-                scores = scores * shares
-                scores = np.where(scores > 0, scores, -np.inf).astype(np.float32)
-            codes, top = top_codes(np.where(self.scores_ > 0, scores, -np.inf), k, query)
+                codes, top = top_codes(np.where(self.scores_ > 0, scores, -np.inf), k, query)
+            elif self.config.mode == "category":
+                codes, top = self._top_in_categories(query, k)
+            else:
+                codes = _first_unblocked(self._order(), query.blocked, k)
+                top = self.scores_[codes]
             out.append(self._listed(codes, top))
         return out
 
-    def _category_shares(self, query: Resolved) -> np.ndarray | None:
-        """Per item: the largest share of the user's history in one of its categories."""
+    # The fast paths: a request walks precomputed orders instead of scoring the catalog (at
+    # 100k items ~10 us instead of ~1 ms). The orders are rebuilt when items are added.
+    def _order(self) -> np.ndarray:
+        """Codes with a positive score, best first (ties: the lower code)."""
+        cached = getattr(self, "_order_cache", None)
+        if cached is None or cached[0] != len(self.scores_):
+            used = np.flatnonzero(self.scores_ > 0)
+            cached = (len(self.scores_), used[np.lexsort((used, -self.scores_[used]))].astype(np.int32))
+            self._order_cache = cached
+        return cached[1]
+
+    def _category_lists(self) -> tuple[np.ndarray, np.ndarray]:
+        """(indptr, codes): per category, its used items best first."""
+        cached = getattr(self, "_category_cache", None)
+        if cached is None or cached[0] != len(self.scores_):
+            order = self._order()
+            by_category = sp.csr_matrix(self.context_.categories[order].T)  # rows: categories; columns: positions
+            by_category.sort_indices()  # positions ascending = best first
+            cached = (len(self.scores_), (by_category.indptr.astype(np.int64), order[by_category.indices]))
+            self._category_cache = cached
+        return cached[1]
+
+    def _shares(self, query: Resolved) -> np.ndarray | None:
+        """The share of the user's history in each category (None without history)."""
         cats = self.context_.categories
         if not len(query.history) or cats.shape[1] == 0:
             return None
-        counts = np.asarray(cats[query.history].sum(axis=0)).ravel()
-        share = counts / max(len(query.history), 1)
-        per_item = cats.multiply(share[None, :]).max(axis=1)
-        return np.asarray(per_item.todense()).ravel().astype(np.float32)
+        return np.asarray(cats[query.history].sum(axis=0)).ravel() / len(query.history)
+
+    def _category_scores(self, query: Resolved) -> np.ndarray | None:
+        """Per item: popularity x the largest share of the history in one of its categories."""
+        shares = self._shares(query)
+        if shares is None:
+            return None
+        per_item = np.asarray(self.context_.categories.multiply(shares[None, :]).max(axis=1).todense()).ravel()
+        scores = self.scores_ * per_item.astype(np.float32)
+        return np.where(scores > 0, scores, -np.inf).astype(np.float32)
+
+    def _top_in_categories(self, query: Resolved, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The k best of popularity x category share, from each liked category's first k
+        unblocked items (an item outside those is beaten by k items of its best category)."""
+        shares = self._shares(query)
+        if shares is None:
+            return np.zeros(0, np.int32), np.zeros(0, np.float32)
+        indptr, codes = self._category_lists()
+        best: dict[int, float] = {}
+        for category in np.flatnonzero(shares > 0):
+            for code in _first_unblocked(codes[indptr[category] : indptr[category + 1]], query.blocked, k).tolist():
+                score = float(self.scores_[code]) * float(shares[category])
+                if score > best.get(code, 0.0):
+                    best[code] = score
+        if not best:
+            return np.zeros(0, np.int32), np.zeros(0, np.float32)
+        found = np.fromiter(best, dtype=np.int32, count=len(best))
+        values = np.fromiter(best.values(), dtype=np.float32, count=len(best))
+        order = np.lexsort((found, -values))[:k]
+        return found[order], values[order]
 
     def explain(self, query: Resolved, codes: np.ndarray) -> list[str]:
         ctx = self.context_
@@ -269,6 +320,14 @@ class PopularitySource(Source):
 
     def set_arrays(self, arrays: dict[str, np.ndarray]) -> None:
         self.scores_ = arrays["scores"]
+
+
+def _first_unblocked(order: np.ndarray, blocked: np.ndarray, k: int) -> np.ndarray:
+    """The first ``k`` codes of ``order`` that are not in ``blocked``."""
+    if not len(blocked):
+        return order[:k]
+    head = order[: min(len(order), k + len(blocked))]  # enough, however many of them are blocked
+    return head[~np.isin(head, blocked)][:k]
 
 
 # ---------------------------------------------------------------------- fresh items
