@@ -134,6 +134,9 @@ class Reranker(Stage):
     @abstractmethod
     def rerank(self, query: Query, items: ItemList, n: int) -> ItemList: ...
 
+    def use_sources(self, sources: Sequence[Source]) -> None:  # noqa: B027 - most rerankers need none
+        """The pipeline's (fitted) sources, for rerankers that read a source's item vectors."""
+
 
 class Explorer(Stage):
     """Picks the shown slate (see :class:`tastemaker.protocols.Explorer`)."""

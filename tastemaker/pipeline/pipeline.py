@@ -172,7 +172,8 @@ class Pipeline:
                 stage.fit(dataset, self.context_, options)
         if self.ranker.learned:
             self.ranker.bind(self.context_)
-        self.ranker.use_sources(self.sources)
+        for stage in (self.ranker, *self.rerankers):
+            stage.use_sources(self.sources)
         return self
 
     def _fit_ranker(self, dataset: Dataset, options: FitOptions) -> None:
@@ -390,7 +391,8 @@ class Pipeline:
         )
         pipeline.fallback = built["fallback"][0]  # type: ignore[assignment]
         pipeline.context_ = context
-        pipeline.ranker.use_sources(pipeline.sources)
+        for stage in (pipeline.ranker, *pipeline.rerankers):
+            stage.use_sources(pipeline.sources)
         return pipeline
 
 

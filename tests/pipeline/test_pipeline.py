@@ -161,3 +161,15 @@ def test_library_cli_and_service_give_the_same_list(tmp_path: Path, capsys: pyte
     assert main(["recommend", "--artifact", str(artifact), "--user", users[0], "-n", "6"]) == 0
     printed = re.findall(r"\[([^\]]+)\]  score=", capsys.readouterr().out)
     assert printed == served[users[0]]
+
+
+def test_a_reranker_reads_a_named_sources_vectors_from_toml(tmp_path: Path) -> None:
+    spec = {"sources": [{"kind": "model", "model": "als", "params": {"embedding_size": 8, "epochs": 5}}, {"kind": "popularity"}],
+            "rerankers": [{"kind": "mmr", "weight": 0.9, "vectors": "als"}]}
+    pipeline = build_pipeline(spec).fit(checkerboard(), OPTIONS)
+    (items,) = pipeline.recommend([Query(user="u0")], n=6)
+    assert "mmr" in items.sources and "added for variety" in items.reasons
+    loaded = Pipeline.load(pipeline.save(tmp_path / "p"))
+    assert loaded.recommend([Query(user="u0")], n=6)[0].item_ids.tolist() == items.item_ids.tolist()
+    with pytest.raises(ValueError, match="names no source of this pipeline"):
+        build_pipeline({**spec, "rerankers": [{"kind": "mmr", "vectors": "nope"}]}).fit(checkerboard(), OPTIONS)
