@@ -226,7 +226,7 @@ class Engine:
             history=new_ids,
             include=None if allowed is None else sorted(allowed),
             exclude=sorted(blocked | set(recent_ids)),
-            context={"event_types": event_types},
+            context={"event_types": event_types, "now": time.time()},  # "now": for age filters
         ), history
 
     def recommend(
