@@ -42,3 +42,13 @@ def test_without_the_switch_missing_extras_skip(tmp_path: Path) -> None:
 def test_with_the_switch_missing_extras_fail_and_other_skips_stay(tmp_path: Path) -> None:
     summary = _run(tmp_path, required=True)
     assert "1 failed" in summary and "1 passed" in summary and "1 skipped" in summary and "1 error" in summary, summary
+
+
+def test_test_modules_have_unique_basenames() -> None:
+    # The test folders are not packages, so pytest imports each module by its basename: two files
+    # with one name break collection of the whole suite on a clean checkout (CI failed this way).
+    names: dict[str, list[str]] = {}
+    for path in Path(__file__).parent.rglob("test_*.py"):
+        names.setdefault(path.name, []).append(str(path.relative_to(Path(__file__).parent)))
+    clashes = {name: paths for name, paths in names.items() if len(paths) > 1}
+    assert not clashes, f"rename one of each: {clashes}"
