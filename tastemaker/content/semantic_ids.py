@@ -14,7 +14,7 @@ The model (:class:`RQVAE`), with ``L = levels`` and ``K = codebook_size``::
     loss = ||x - x_hat||^2 + sum_l ( ||sg[r_{l-1}] - e^l_{c_l}||^2 + beta ||r_{l-1} - sg[e^l_{c_l}]||^2 )
 
 (``sg`` = stop-gradient, beta = 0.25 as in TIGER.) Training runs through the library's one loop,
-:func:`~tastemaker.models.neural.train.fit_module`, with these additions:
+:func:`~tastemaker.training.fit_module`, with these additions:
 
 * **k-means initialisation**: before the first step, each level's codebook is set by k-means
   on the residuals of a first random batch of ``kmeans_sample`` items;
@@ -47,17 +47,18 @@ import numpy as np
 from pydantic import Field
 
 from tastemaker.errors import ArtifactError, NotFittedError
-from tastemaker.models.neural.train import (
-    NeuralConfig,
+from tastemaker.training import (
+    TrainingConfig,
     TrainResult,
     arrays_to_state,
     fit_module,
     seed_everything,
     state_to_arrays,
+    torch_threads,
 )
 from tastemaker.types import FitOptions
 
-import torch  # noqa: E402, I001  (after train.py, which names the missing extra)
+import torch  # noqa: E402, I001  (after tastemaker.training, which names the missing extra)
 from torch import nn  # noqa: E402
 
 if TYPE_CHECKING:
@@ -69,8 +70,8 @@ _FORMAT = "tastemaker-semantic-ids"
 _INFER_BATCH = 8192
 
 
-class SemanticIDConfig(NeuralConfig):
-    """RQ-VAE settings (plus the shared training settings of :class:`NeuralConfig`)."""
+class SemanticIDConfig(TrainingConfig):
+    """RQ-VAE settings (plus the shared training settings of :class:`~tastemaker.training.TrainingConfig`)."""
 
     levels: int = Field(3, ge=1)
     codebook_size: int = Field(256, ge=2)
@@ -222,13 +223,17 @@ class SemanticIDs:
 
     # ------------------------------------------------------------------ fitting
     def fit(self, embeddings: np.ndarray, options: FitOptions | None = None) -> SemanticIDs:
-        """Train the RQ-VAE on ``embeddings`` (n, d) and assign every row its semantic ID."""
-        started = time.perf_counter()
+        """Train the RQ-VAE on ``embeddings`` (n, d) and assign every row its semantic ID.
+        ``options.threads`` caps torch's threads for the whole fit (the k-means and the code
+        assignment too, not only the training loop); the caller's setting is back afterwards."""
         options = options or FitOptions()
+        with torch_threads(options.threads):
+            return self._fit(embeddings, options)
+
+    def _fit(self, embeddings: np.ndarray, options: FitOptions) -> SemanticIDs:
+        started = time.perf_counter()
         config = self.config
         x = _as_matrix(embeddings)
-        if options.threads:
-            torch.set_num_threads(options.threads)  # before the k-means, not only in fit_module
         seed_everything(options.seed)
         module = RQVAE(x.shape[1], config)
         if config.standardise:

@@ -22,7 +22,7 @@ def scientific(request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
     from tastemaker.data.loaders import load_dataset
     from tastemaker.data.splits import leave_one_out
 
-    cache = request.config.cache.mkdir("tastemaker-embeddings") if request.config.cache else None
+    cache = request.config.cache.mkdir("tastemaker-embeddings") if getattr(request.config, "cache", None) else None
     encoder = MiniLMEncoder(device="cpu", threads=1, cache_dir=cache, progress=False)
     split = leave_one_out(with_text_vectors(load_dataset("amazon-scientific-unisrec"), encoder))
     return split, split.train_with_validation()

@@ -24,7 +24,7 @@ new events count without retraining) and every item embedding. Because items are
 by their text, an item never seen in training is scored like any other, and
 :meth:`HLLM.add_items` makes new catalog rows scorable at once.
 
-Training runs through :func:`~tastemaker.models.neural.train.fit_module` (AdamW, optional
+Training runs through :func:`~tastemaker.training.fit_module` (AdamW, optional
 cosine schedule with warm-up, early stopping on validation NDCG@10 from ``holdout_last``),
 with SASRec's right-padded, length-bucketed batches.
 """
@@ -42,17 +42,18 @@ from pydantic import Field, model_validator
 from torch import nn
 
 from tastemaker.data.dataset import Dataset
-from tastemaker.models.base import ScoringBatch, VectorRecommender
+from tastemaker.models.base import ModelConfig, ScoringBatch, VectorRecommender, score_batch_size
 from tastemaker.models.content import ItemText, batch_sequences
 from tastemaker.models.neural.sasrec import _length_bucketed_batches, _pad
-from tastemaker.models.neural.train import (
-    NeuralConfig,
+from tastemaker.training import (
+    Batches,
+    NextItemValidation,
+    TrainingConfig,
     TrainResult,
     arrays_to_state,
     fit_module,
     holdout_last,
     items_in,
-    ndcg_at_10,
     resolve_device,
     seed_everything,
     state_to_arrays,
@@ -65,8 +66,8 @@ ITEM_CHUNK = 65536  # items projected at once outside training
 USER_CHUNK = 512  # sequences encoded at once outside training
 
 
-class HLLMConfig(NeuralConfig):
-    """Architecture and loss; training settings come from :class:`NeuralConfig`.
+class HLLMConfig(TrainingConfig, ModelConfig):
+    """Architecture and loss; training settings come from :class:`~tastemaker.training.TrainingConfig`.
 
     ``encoder`` names the frozen text encoder for catalog rows without a ``text_vector``
     (``"minilm"``, ``"tfidf"`` — fitted on the catalog's texts and saved with the model — or a
@@ -235,15 +236,25 @@ class HLLM(VectorRecommender):
         cfg = self.config
         n_items = dataset.n_items
         self.text_ = ItemText.fit(dataset.catalog, cfg.encoder, options)
-        holdout = holdout_last(dataset.sequences(), cfg.validation_users, np.random.default_rng(options.seed))
-        windows = [s[-(cfg.max_length + 1) :] for s in holdout.train if len(s) >= 2]
-        self.has_id_ = items_in(windows, n_items) if cfg.id_embedding else np.zeros(n_items, dtype=bool)
+        sequences = dataset.sequences()
+        holdout = holdout_last(sequences, cfg.validation_users, np.random.default_rng(options.seed))
+
+        def train_on(net: HLLMNet | None, train: list[np.ndarray]) -> tuple[Batches, int]:
+            """Batches over ``train``; with ``id_embedding`` the items with events there get one."""
+            windows = [s[-(cfg.max_length + 1) :] for s in train if len(s) >= 2]
+            self.has_id_ = items_in(windows, n_items) if cfg.id_embedding else np.zeros(n_items, dtype=bool)
+            if net is not None:
+                net.set_items(self.text_.vectors, self.has_id_)
+
+            def batches(rng: np.random.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+                yield from _length_bucketed_batches(windows, cfg.batch_size, rng)
+
+            return batches, -(-len(windows) // cfg.batch_size)
+
+        batches, steps = train_on(None, holdout.train)
         seed_everything(options.seed)  # the initial weights are part of what the seed fixes
         self.net_ = HLLMNet(self.text_.dimension, n_items if cfg.id_embedding else 0, cfg)
         self.net_.set_items(self.text_.vectors, self.has_id_)
-
-        def batches(rng: np.random.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-            yield from _length_bucketed_batches(windows, cfg.batch_size, rng)
 
         def loss(net: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
             return batch_loss(net, batch[0], batch[1], n_items, cfg)  # type: ignore[arg-type]
@@ -251,16 +262,18 @@ class HLLM(VectorRecommender):
         validate = None
         if len(holdout.users):
             histories = [holdout.train[u] for u in holdout.users]
-            targets = torch.as_tensor(holdout.targets)
+            validation = NextItemValidation(histories, holdout.targets, min(USER_CHUNK, score_batch_size(n_items)))
 
-            def validate(net: nn.Module) -> float:
+            def validate(net: nn.Module) -> torch.Tensor:
                 table = net.all_items()  # type: ignore[operator]
-                scores = _cosines(net, table, histories, cfg.max_length)  # type: ignore[arg-type]
-                return ndcg_at_10(scores, targets.to(table.device), histories)
+                items = F.normalize(table, dim=-1)
+                return validation.gains(
+                    lambda rows: net.user_vectors(table, [histories[i] for i in rows], cfg.max_length) @ items.T  # type: ignore[operator]
+                )
 
         self.train_result_ = fit_module(
-            self.net_, batches, loss, cfg, options, validate=validate,
-            steps_per_epoch=-(-len(windows) // cfg.batch_size), desc="hllm",
+            self.net_, batches, loss, cfg, options, validate=validate, steps_per_epoch=steps, desc="hllm",
+            refit=lambda net: train_on(net, sequences),  # type: ignore[arg-type]
         )
         self.net_.to("cpu")
         self.net_.scale()  # the last optimiser step may have left it past the bound
@@ -342,11 +355,3 @@ class HLLM(VectorRecommender):
         self.net_.set_items(self.text_.vectors, self.has_id_)
         self._refresh_item_vectors()
 
-
-def _cosines(net: HLLMNet, table: torch.Tensor, sequences: list[np.ndarray], max_length: int) -> torch.Tensor:
-    """Full-catalog cosines (len(sequences), n_items), a bounded chunk of users at a time."""
-    items = F.normalize(table, dim=-1)
-    return torch.cat([
-        net.user_vectors(table, sequences[s : s + USER_CHUNK], max_length) @ items.T
-        for s in range(0, len(sequences), USER_CHUNK)
-    ])

@@ -32,7 +32,7 @@ from tastemaker.content.sid_tokens import ItemTokenizer, as_sid_matrix
 from tastemaker.models.base import ModelConfig
 from tastemaker.types import FitOptions
 
-import torch  # noqa: E402, I001  (models/neural/train.py names the missing extra)
+import torch  # noqa: E402, I001  (tastemaker/training.py names the missing extra)
 from torch import nn  # noqa: E402
 
 if TYPE_CHECKING:

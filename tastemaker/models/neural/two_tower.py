@@ -43,13 +43,13 @@ from pydantic import Field, model_validator
 
 from tastemaker.data.dataset import Dataset
 from tastemaker.data.vocab import Vocabulary
-from tastemaker.models.base import ScoringBatch, VectorRecommender
+from tastemaker.models.base import ScoringBatch, VectorRecommender, score_batch_size
 from tastemaker.models.neural.item_table import ItemPieces, ItemRepresentationSettings, PieceItemTable
-from tastemaker.models.neural.train import NeuralConfig, TrainResult, arrays_to_state, fit_module, holdout_last, items_in
-from tastemaker.models.neural.train import ndcg_at_10, resolve_device, seed_everything, state_to_arrays
+from tastemaker.training import Batches, NextItemValidation, TrainingConfig, TrainResult, arrays_to_state, fit_module
+from tastemaker.training import holdout_last, items_in, resolve_device, seed_everything, state_to_arrays
 from tastemaker.types import FitOptions
 
-import torch  # noqa: E402  (after train.py, which names the missing extra)
+import torch  # noqa: E402  (after tastemaker.training, which names the missing extra)
 import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
@@ -59,8 +59,8 @@ if TYPE_CHECKING:
 ITEM_CHUNK = 65536  # items encoded at once outside training
 
 
-class TwoTowerConfig(NeuralConfig, ItemRepresentationSettings):
-    """Architecture and loss; training settings come from :class:`NeuralConfig`, the item
+class TwoTowerConfig(TrainingConfig, ItemRepresentationSettings):
+    """Architecture and loss; training settings come from :class:`~tastemaker.training.TrainingConfig`, the item
     representation from :class:`~tastemaker.models.neural.item_table.ItemRepresentationSettings`.
     ``batch_size`` counts windows (each gives up to ``max_length`` examples)."""
 
@@ -77,7 +77,6 @@ class TwoTowerConfig(NeuralConfig, ItemRepresentationSettings):
     epochs: int = Field(100, ge=1)
     batch_size: int = Field(128, ge=1)
     learning_rate: float = Field(3e-3, gt=0)
-    patience: int = Field(10, ge=0)  # dense data (ml-100k) can sit ~12 epochs at popularity level first
 
     @model_validator(mode="after")
     def _heads_divide(self) -> TwoTowerConfig:
@@ -231,22 +230,33 @@ class TwoTower(VectorRecommender):
     def _fit(self, dataset: Dataset, options: FitOptions) -> None:
         cfg = self.config
         n_items = dataset.n_items
-        holdout = holdout_last(dataset.sequences(), cfg.validation_users, np.random.default_rng(options.seed))
-        windows, window_users = _windows(holdout.train, cfg.max_length)
-        targets = windows[:, 1:][windows[:, 1:] >= 0]
-        frequency = np.maximum(np.bincount(targets, minlength=n_items), 1) / max(len(targets), 1)
+        sequences = dataset.sequences()
+        holdout = holdout_last(sequences, cfg.validation_users, np.random.default_rng(options.seed))
         self.category_vocab_ = Vocabulary.from_values(itertools.chain.from_iterable(dataset.catalog["categories"]), name="category")
         self.content_ = _item_content(dataset.catalog, self.category_vocab_, None)
-        self.content_["has_id"] = items_in(windows, n_items)
         self.user_feature_codes_, sizes = _user_features(dataset, cfg.user_features)
         self.pieces_ = ItemPieces.fit(dataset.catalog, cfg, options) if cfg.item_representation != "id" else None
+
+        def train_on(net: TwoTowerNet | None, train: list[np.ndarray]) -> tuple[Batches, int]:
+            """Batches over ``train``; the items with events there get an ID part (and the logQ
+            frequencies come from it)."""
+            windows, window_users = _windows(train, cfg.max_length)
+            targets = windows[:, 1:][windows[:, 1:] >= 0]
+            frequency = np.maximum(np.bincount(targets, minlength=n_items), 1) / max(len(targets), 1)
+            self.content_["has_id"] = items_in(windows, n_items)
+            if net is not None:
+                net.set_content(self.content_, self.user_feature_codes_)
+
+            def batches(rng: np.random.Generator) -> Iterator[dict[str, torch.Tensor]]:
+                for rows in _bucketed(windows, cfg.batch_size, rng):
+                    ordered = _shuffle_some(windows[rows], cfg.shuffle_history, rng)
+                    yield _batch(ordered, window_users[rows], frequency if cfg.logq_correction else None)
+
+            return batches, -(-len(windows) // cfg.batch_size)
+
+        batches, steps = train_on(None, holdout.train)
         seed_everything(options.seed)  # the initial weights too
         self.net_ = self._make_net(n_items if self.net_uses_id else 0, sizes)
-
-        def batches(rng: np.random.Generator) -> Iterator[dict[str, torch.Tensor]]:
-            for rows in _bucketed(windows, cfg.batch_size, rng):
-                ordered = _shuffle_some(windows[rows], cfg.shuffle_history, rng)
-                yield _batch(ordered, window_users[rows], frequency if cfg.logq_correction else None)
 
         def loss(net: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
             vectors = net.encode_items(batch["items"])  # type: ignore[operator]
@@ -260,20 +270,21 @@ class TwoTower(VectorRecommender):
         validate = None
         if len(holdout.users):
             histories = [holdout.train[u] for u in holdout.users]
-            users, heldout = torch.as_tensor(holdout.users), torch.as_tensor(holdout.targets)
+            users = holdout.users
+            validation = NextItemValidation(histories, holdout.targets, score_batch_size(n_items))
 
-            def validate(net: nn.Module) -> float:
+            def validate(net: nn.Module) -> torch.Tensor:
                 table = net.all_item_vectors(n_items)  # type: ignore[operator]
-                scores = torch.cat([
-                    net.user_vectors(table, histories[s : s + 512], users[s : s + 512].to(table.device), cfg.max_length)  # type: ignore[operator]
-                    @ table.T
-                    for s in range(0, len(histories), 512)
-                ])
-                return ndcg_at_10(scores, heldout.to(table.device), histories)
 
-        steps = -(-len(windows) // cfg.batch_size)
+                def score(rows: np.ndarray) -> torch.Tensor:
+                    codes = torch.as_tensor(users[rows], device=table.device)
+                    return net.user_vectors(table, [histories[i] for i in rows], codes, cfg.max_length) @ table.T  # type: ignore[operator]
+
+                return validation.gains(score)
+
         self.train_result_ = fit_module(
-            self.net_, batches, loss, cfg, options, validate=validate, steps_per_epoch=steps, desc="two-tower"
+            self.net_, batches, loss, cfg, options, validate=validate, steps_per_epoch=steps, desc="two-tower",
+            refit=lambda net: train_on(net, sequences),  # type: ignore[arg-type]
         )
         self.net_.to("cpu")
         self._refresh_item_vectors()
