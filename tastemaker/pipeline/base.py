@@ -110,7 +110,7 @@ class Ranker(Stage):
     """Orders merged candidates (see :class:`tastemaker.protocols.Ranker`)."""
 
     kind = "ranker"
-    #: True for rankers that learn from labelled candidates (``fit_candidates``).
+    #: True for rankers that learn from labelled candidates (``features_for`` + ``fit_features``).
     learned: ClassVar[bool] = False
 
     @abstractmethod
@@ -119,11 +119,17 @@ class Ranker(Stage):
     def use_sources(self, sources: Sequence[Source]) -> None:  # noqa: B027 - fusion needs no sources
         """The pipeline's (fitted) sources, for rankers whose features read them."""
 
-    def fit_candidates(
-        self, queries: Sequence[Resolved], candidates: Sequence[ItemList], labels: Sequence[np.ndarray], options: FitOptions
-    ) -> None:
-        """Learned rankers: fit on ``candidates[i]`` for ``queries[i]`` with ``labels[i]``
-        (1.0 for the held-out item, 0 else). See :meth:`Pipeline.fit`."""
+    def features_for(
+        self, context: Context, sources: Sequence[Source], queries: Sequence[Resolved], candidates: Sequence[ItemList]
+    ) -> np.ndarray:
+        """Learned rankers: the stacked feature rows of ``candidates[i]`` for ``queries[i]``,
+        retrieved by ``sources`` fitted in ``context`` (one training cut; see :meth:`Pipeline.fit`)."""
+        raise NotImplementedError(f"{type(self).__name__} does not learn")
+
+    def fit_features(self, x: np.ndarray, labels: Sequence[np.ndarray], options: FitOptions) -> None:
+        """Learned rankers: fit on stacked rows ``x`` whose consecutive blocks are the candidate
+        lists labelled by ``labels`` (1.0 for the held-out item, 0 else)."""
+        raise NotImplementedError(f"{type(self).__name__} does not learn")
 
 
 class Reranker(Stage):

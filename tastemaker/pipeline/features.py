@@ -12,7 +12,9 @@ source did not retrieve the item" is learnable, not imputed):
   last training event;
 * match: the share of the user's history in the item's categories (category overlap), and
   the cosine between the item's vector and the mean of the history's vectors (content
-  similarity), from the item vectors of a named source's model when there is one.
+  similarity), from the item vectors of a named source's model when there is one; the same
+  cosine against the mean of the last 5 history items and against the last one (recency: the
+  order of the history, which set-based sources such as EASE ignore).
 """
 
 from __future__ import annotations
@@ -27,7 +29,12 @@ from tastemaker.types import ItemList
 ITEM_USER_FEATURES = (
     "n_sources", "item_log_popularity", "item_age_days", "item_days_since_last_event",
     "user_events", "user_history_length", "user_days_since_last_event", "category_overlap", "content_similarity",
+    "recent_similarity", "last_item_similarity",
 )
+
+
+#: the history's most recent items, for ``recent_similarity``
+RECENT = 5
 
 
 def feature_names(sources: Sequence[str]) -> list[str]:
@@ -64,6 +71,9 @@ def candidate_features(
     columns.append(np.full(n, (context.now - query.last_event) / DAY, np.float32))  # NaN when unknown
     columns.append(_category_overlap(context, query.history, codes))
     columns.append(_content_similarity(vectors, history, codes))
+    # sequence signal that set-based sources (EASE, ItemKNN) ignore: what the user did last
+    columns.append(_content_similarity(vectors, query.history[-RECENT:], codes))
+    columns.append(_content_similarity(vectors, query.history[-1:], codes))
     return np.column_stack(columns).astype(np.float32) if n else np.zeros((0, len(columns)), np.float32)
 
 

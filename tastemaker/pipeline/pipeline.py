@@ -177,33 +177,41 @@ class Pipeline:
         return self
 
     def _fit_ranker(self, dataset: Dataset, options: FitOptions) -> None:
-        """Label each sampled user's last training event; fit the sources on what came before
-        it; train the ranker on their candidates for those users."""
+        """Train the learned ranker on labels no source saw. At cut c = 1 .. ``ranker.config.cuts``
+        every user's last c training events are held out; a context and the sources are fitted
+        on the events before them and retrieve candidates for (a seeded sample of at most
+        ``ranker_users`` of) those users, labelled by the held-out events: the items the user
+        chose next. The features of each cut come from that cut's own sources, so only
+        one cut's sources are in memory at a time."""
         inter = dataset.interactions
-        last = inter.groupby("user", sort=False).tail(1)
-        counts = inter.groupby("user").size()
-        last = last[last["user"].map(counts) >= 2]
-        if len(last) > self.ranker_users:
-            last = last.sample(self.ranker_users, random_state=options.seed)
-        prefix = dataset.with_interactions(inter.drop(index=last.index))
-        context = Context.from_dataset(prefix)
-        sources = [type(s)(s.config, name=s.name).fit(prefix, context, options) for s in self.sources]
-        fallback = PopularitySource(name=FALLBACK).fit(prefix, context, options)
-        users = prefix.users.decode(last["user"].to_numpy())
-        targets = last["item"].to_numpy()
-        self.ranker.context_ = context
-        self.ranker.use_sources(sources)
-        queries, candidates, labels = [], [], []
-        batch = 256
-        for start in range(0, len(users), batch):
-            resolved = context.resolve([Query(user=str(u)) for u in users[start : start + batch]])
-            merged = self._candidates(resolved, sources, fallback)
-            for offset, (query, items) in enumerate(zip(resolved, merged, strict=True)):
-                label = (items.item_codes == targets[start + offset]).astype(np.float32)
-                queries.append(query)
-                candidates.append(items)
-                labels.append(label)
-        self.ranker.fit_candidates(queries, candidates, labels, options)
+        counts = inter.groupby("user", sort=False)["item"].transform("size").to_numpy()
+        from_end = inter.groupby("user", sort=False).cumcount(ascending=False).to_numpy()
+        blocks: list[np.ndarray] = []
+        labels: list[np.ndarray] = []
+        for cut in range(1, int(getattr(self.ranker.config, "cuts", 1)) + 1):
+            held = (from_end < cut) & (counts > cut)
+            nexts = inter[held & (from_end == cut - 1)]  # per user, the first held-out event
+            if not len(nexts):
+                break
+            if len(nexts) > self.ranker_users:
+                nexts = nexts.sample(self.ranker_users, random_state=options.seed + cut - 1)
+            prefix = dataset.with_interactions(inter[~held])
+            context = Context.from_dataset(prefix)
+            sources = [type(s)(s.config, name=s.name).fit(prefix, context, options) for s in self.sources]
+            fallback = PopularitySource(name=FALLBACK).fit(prefix, context, options)
+            users = prefix.users.decode(nexts["user"].to_numpy())
+            # every held-out event is something the user chose after the cut: all are positives
+            # (labelling the 2nd..c-th as negatives taught the ranker to bury what users pick)
+            chosen = inter[held].groupby("user", sort=False)["item"].agg(list)
+            targets = [np.asarray(chosen[u]) for u in nexts["user"].to_numpy()]
+            for start in range(0, len(users), 256):
+                resolved = context.resolve([Query(user=str(u)) for u in users[start : start + 256]])
+                merged = self._candidates(resolved, sources, fallback)
+                blocks.append(self.ranker.features_for(context, sources, resolved, merged))
+                labels += [np.isin(items.item_codes, targets[start + i]).astype(np.float32) for i, items in enumerate(merged)]
+        if not labels:
+            raise ValueError("no user has two training events: nothing to train the ranker on")
+        self.ranker.fit_features(np.concatenate(blocks), labels, options)
 
     # ------------------------------------------------------------------ requests
     def recommend(self, queries: Query | Sequence[Query], n: int = 10, *, timings: dict[str, float] | None = None) -> list[ItemList]:

@@ -63,4 +63,43 @@ def test_the_ranker_learns_which_source_holds_the_signal(tmp_path: Path) -> None
 
 def test_no_label_among_the_candidates_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="held-out item was among the candidates"):
-        Pipeline([ModelSource(model="most-popular")], ranker=LightGBMRanker(), candidates=1).fit(two_taste_groups(20), OPTIONS)
+        Pipeline([ModelSource(model="most-popular")], ranker=LightGBMRanker(cuts=1), candidates=1).fit(two_taste_groups(20), OPTIONS)
+
+
+def test_recency_features_are_cosines_with_the_last_items() -> None:
+    """Known answer: last_item_similarity is the cosine with the history's last item,
+    recent_similarity the cosine with the mean of its last five, content_similarity with the
+    mean of all of it (order ignored)."""
+    from tastemaker.pipeline.context import Context
+    from tastemaker.pipeline.features import candidate_features, feature_names
+    from tastemaker.types import ItemList
+
+    rows = [("u", f"i{i}", t) for t, i in enumerate([0, 1, 2, 3, 4, 5, 6])] + [("v", "i7", 0), ("v", "i8", 1)]
+    data = Dataset.from_frames(pd.DataFrame(rows, columns=["user", "item", "timestamp"]), name="chain")
+    context = Context.from_dataset(data)
+    vectors = np.random.default_rng(3).normal(size=(data.n_items, 4)).astype(np.float32)
+    (query,) = context.resolve([Query(user="u")])
+    codes = context.items.encode(["i7", "i8"]).astype(np.int32)
+    items = ItemList(np.asarray(["i7", "i8"], dtype=object), codes, np.zeros(2, np.float32))
+    x = candidate_features(context, query, items, [], vectors)
+    names = feature_names([])
+    history = context.items.encode([f"i{i}" for i in range(7)])
+
+    def cosine(profile: np.ndarray) -> np.ndarray:
+        cand = vectors[codes]
+        return (cand @ profile) / np.linalg.norm(cand, axis=1) / np.linalg.norm(profile)
+
+    np.testing.assert_allclose(x[:, names.index("last_item_similarity")], cosine(vectors[history[-1]]), rtol=1e-5)
+    np.testing.assert_allclose(x[:, names.index("recent_similarity")], cosine(vectors[history[-5:]].mean(0)), rtol=1e-5)
+    np.testing.assert_allclose(x[:, names.index("content_similarity")], cosine(vectors[history].mean(0)), rtol=1e-5)
+
+
+def test_more_cuts_give_more_training_groups() -> None:
+    """Each cut holds out one more event per user and labels every held-out event, so two cuts
+    give the ranker about twice the groups of one."""
+    data = two_taste_groups(60)
+    groups = {}
+    for cuts in (1, 2):
+        pipe = Pipeline(sources(), ranker=LightGBMRanker(min_data_in_leaf=5, rounds=20, cuts=cuts), candidates=30)
+        groups[cuts] = pipe.fit(data, OPTIONS).ranker.training_groups_
+    assert groups[1] > 20 and groups[2] >= 1.8 * groups[1], groups
