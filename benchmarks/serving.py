@@ -15,6 +15,11 @@ subprocess and ``wrk`` (Debian package) drives it from the same 2-core machine:
 * the crash drill: ``kill -9`` the server mid-stream ``--kills`` times; acknowledged events lost.
 
 Targets (issue #4): p99 <= 10 ms at 100k items and >= 500 req/s; recall@10 >= 0.95; 0 lost.
+
+``--pipeline``: instead, the service trains and serves a ranked pipeline at 100k items (three
+sources, the LightGBM ranker, MMR: ``RANKED_PIPELINE``), and /recommendations is measured at 1,
+2 and 4 connections with the per-stage breakdown from ``/metrics`` (target, issue 10: p99 <= 15
+ms at 2 connections); writes the "serving-pipeline" section.
 """
 
 from __future__ import annotations
@@ -63,14 +68,46 @@ def synthetic(n_items: int, seed: int = 0) -> tuple[list[Any], list[Any]]:
     return items, events
 
 
-def seed_service(workdir: Path, n_items: int) -> dict[str, Any]:
+#: the ranked pipeline of ``--pipeline``: three sources, the LightGBM ranker and MMR (issue 10)
+RANKED_PIPELINE = """
+candidates = 200
+ranker_users = 5000
+
+[[sources]]
+kind = "model"
+name = "als"
+model = "als"
+params = { embedding_size = 64, reg = 1.0, alpha = 10.0, epochs = 10 }
+
+[[sources]]
+kind = "popularity"
+mode = "trending"
+
+[[sources]]
+kind = "popularity"
+mode = "category"
+
+[ranker]
+kind = "lightgbm"
+cuts = 1
+
+[[rerankers]]
+kind = "mmr"
+weight = 0.2
+vectors = "als"
+"""
+
+
+def seed_service(workdir: Path, n_items: int, pipeline: str | None = None) -> dict[str, Any]:
     from tastemaker.serve.service import Service
     from tastemaker.serve.settings import Settings, TrainingSettings
 
-    settings = Settings(
-        store_url=f"sqlite:///{workdir / 'store.db'}", models_dir=workdir / "models",
-        training=TrainingSettings(model="als", params={"embedding_size": 64, "reg": 1.0, "alpha": 10.0, "epochs": 10}),
-    )
+    training = TrainingSettings(model="als", params={"embedding_size": 64, "reg": 1.0, "alpha": 10.0, "epochs": 10})
+    if pipeline is not None:
+        path = workdir / "pipeline.toml"
+        path.write_text(pipeline)
+        training = TrainingSettings(pipeline=str(path))
+    settings = Settings(store_url=f"sqlite:///{workdir / 'store.db'}", models_dir=workdir / "models", training=training)
     items, events = synthetic(n_items)
     service = Service(settings)
     try:
@@ -86,21 +123,21 @@ def seed_service(workdir: Path, n_items: int) -> dict[str, Any]:
     finally:
         service.close()
     return {"load_s": load_s, "train_s": train_s, "events": len(events), "holdout_ndcg@10": result["metrics"]["ndcg@10"],
-            "recall@10": recall, "index": type(service.engine.index).__name__}
+            "recall@10": recall, "index": type(service.engine.pipeline.sources[0].index).__name__}
 
 
 def ann_recall(service: Any, users: int = 2000) -> float:
     """Recall@10 of the served index against exact search, on real user vectors."""
     from tastemaker.index import ExactIndex
 
-    engine = service.engine
-    model = engine.model
+    source = service.engine.pipeline.sources[0]  # the ALS source, served through its index
+    model = source.model_
     vectors = np.asarray(model.item_vectors(), dtype=np.float32)
     exact = ExactIndex(vectors.shape[1])
     exact.add(np.arange(len(vectors), dtype=np.int64), vectors)
     queries = np.asarray(model.user_factors_[:users], dtype=np.float32)
     truth, _ = exact.search(queries, 10)
-    found, _ = engine.index.search(queries, 10)
+    found, _ = source.index.search(queries, 10)
     return float(np.mean([len(set(t) & set(f)) / 10 for t, f in zip(truth, found, strict=True)]))
 
 
@@ -185,6 +222,105 @@ def load_test(workdir: Path, n_items: int, connections: list[int]) -> list[dict[
              **result, "events_per_s": result["req_per_s"] * per} for name, c, result, per in rows]
 
 
+def stage_breakdown(base: str) -> dict[str, dict[str, float]]:
+    """Per pipeline stage, from the server's ``tastemaker_stage_seconds`` histogram: requests,
+    mean ms and the p99 bucket bound (the smallest bucket holding 99% of the observations)."""
+    import httpx
+
+    text = httpx.get(base + "/metrics", timeout=10).text
+    buckets: dict[str, list[tuple[float, float]]] = {}
+    sums: dict[str, float] = {}
+    counts: dict[str, float] = {}
+    for line in text.splitlines():
+        m = re.match(r'tastemaker_stage_seconds_(bucket|sum|count)\{(.*?)\} ([\d.e+-]+)$', line)
+        if not m:
+            continue
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(2)))
+        stage, value = labels["stage"], float(m.group(3))
+        if m.group(1) == "bucket":
+            buckets.setdefault(stage, []).append((float("inf") if labels["le"] == "+Inf" else float(labels["le"]), value))
+        elif m.group(1) == "sum":
+            sums[stage] = value
+        else:
+            counts[stage] = value
+    out = {}
+    for stage, count in counts.items():
+        if not count:
+            continue
+        bound = next(le for le, c in sorted(buckets[stage]) if c >= 0.99 * count)
+        out[stage] = {"requests": count, "mean_ms": 1000 * sums[stage] / count, "p99_bound_ms": 1000 * bound}
+    return out
+
+
+def pipeline_test(n_items: int, connections: list[int]) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
+    """The ranked pipeline (3 sources + LightGBM + MMR) served at ``n_items``: setup, wrk rows
+    for /recommendations at each connection count, and the per-stage breakdown of those requests."""
+    from tastemaker.testing.http import free_port
+
+    workdir = Path(tempfile.mkdtemp(prefix=f"tm-serving-pipeline-{n_items}-"))
+    try:
+        setup = seed_service(workdir, n_items, RANKED_PIPELINE)
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        script = workdir / "users.lua"
+        script.write_text(LUA_USERS % (USERS - 1))
+        proc = start_server(workdir, port)
+        try:
+            wrk(base, str(script), seconds=3)  # warm-up (not in the breakdown: subtracted below)
+            before = stage_breakdown(base)
+            rows = [{"connections": c, **wrk(base, str(script), connections=c)} for c in connections]
+            after = stage_breakdown(base)
+        finally:
+            proc.kill()
+            proc.wait()
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    stages = {}
+    for stage, a in after.items():
+        b = before.get(stage, {"requests": 0.0, "mean_ms": 0.0})
+        n = a["requests"] - b["requests"]
+        if n > 0:
+            stages[stage] = {"requests": n, "mean_ms": (a["mean_ms"] * a["requests"] - b["mean_ms"] * b["requests"]) / n,
+                             "p99_bound_ms (whole run)": a["p99_bound_ms"]}
+    return setup, rows, stages
+
+
+def pipeline_main(args: argparse.Namespace) -> None:
+    n_items = 10_000 if args.quick else 100_000
+    connections = [1, 2] if args.quick else [1, 2, 4]
+    setup, rows, stages = pipeline_test(n_items, connections)
+    label = f"synthetic-{n_items // 1000}k"
+    records = [{"dataset": label, "model": "pipeline: als + trending + popular-in-category, lightgbm, mmr", "params": {"stage": "setup"}, **setup}]
+    records += [{"dataset": label, "model": "ranked pipeline", "params": {"endpoint": "GET /v1/users/{id}/recommendations?n=10",
+                 "connections": r["connections"]}, **r} for r in rows]
+    records += [{"dataset": label, "model": "ranked pipeline", "params": {"stage": k}, **v} for k, v in stages.items()]
+    write_json("serving-pipeline" + ("-quick" if args.quick else ""), records)
+    body = [
+        "### A ranked pipeline at 100k items (`benchmarks/serving.py --pipeline`)",
+        "",
+        f"Machine: {machine()}. The same server, store and synthetic data ({n_items} items); the service trains the pipeline "
+        "`RANKED_PIPELINE` of serving.py: ALS (64 factors, FAISS HNSW above 20k items), trending and popular-in-category "
+        "sources (200 candidates each), the LightGBM ranker (1 training cut, 5,000 users) and MMR (weight 0.2 over the ALS "
+        f"vectors). `wrk -t1 -cN -d{WRK_SECONDS}s` on /recommendations for random users. Target (issue 10): p99 <= 15 ms at 2 connections.",
+        "",
+        table(["catalog", "events", "index", "holdout NDCG@10", "import s", "train s"],
+              [[label, setup["events"], setup["index"], setup["holdout_ndcg@10"], setup["load_s"], setup["train_s"]]]),
+        "",
+        table(["connections", "p50 ms", "p99 ms", "req/s", "non-2xx"],
+              [[r["connections"], r["p50_ms"], r["p99_ms"], round(r["req_per_s"]), r["non_2xx"]] for r in rows]),
+        "",
+        "Per stage, over the measured requests (server-side, from `/metrics` `tastemaker_stage_seconds`; the p99 column is "
+        "the histogram bucket bound holding 99% of the stage's observations):",
+        "",
+        table(["stage", "calls", "mean ms", "p99 bound ms"],
+              [[k, int(v["requests"]), v["mean_ms"], v["p99_bound_ms (whole run)"]] for k, v in stages.items()]),
+    ]
+    text = "\n".join(body)
+    print(text)
+    if not args.quick:
+        update_section("serving-pipeline", text)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="10k items only, 10 kills")
@@ -192,7 +328,14 @@ def main() -> None:
     parser.add_argument("--connections", default="1,2,4,8", help="comma-separated wrk connection counts for /recommendations")
     parser.add_argument("--sizes", default=None, help="comma-separated catalog sizes (default 10000,100000)")
     parser.add_argument("--no-drill", action="store_true", help="skip the crash drill")
+    parser.add_argument("--pipeline", action="store_true",
+                        help="only the ranked pipeline (3 sources + LightGBM + MMR) at 100k items (10k with --quick)")
     args = parser.parse_args()
+    if args.pipeline:
+        if shutil.which("wrk") is None:
+            raise SystemExit("wrk is needed: apt-get install wrk")
+        pipeline_main(args)
+        return
     connections = [int(c) for c in args.connections.split(",")]
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is needed: apt-get install wrk")
