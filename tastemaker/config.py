@@ -94,6 +94,7 @@ STAGES: dict[str, dict[str, str]] = {
         "model": "tastemaker.pipeline.sources:ModelSource",
         "popularity": "tastemaker.pipeline.sources:PopularitySource",
         "fresh": "tastemaker.pipeline.sources:FreshSource",
+        "transitions": "tastemaker.pipeline.sources:TransitionsSource",
     },
     "ranker": {
         "fusion": "tastemaker.pipeline.ranker:FusionRanker",

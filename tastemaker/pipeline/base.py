@@ -126,9 +126,12 @@ class Ranker(Stage):
         retrieved by ``sources`` fitted in ``context`` (one training cut; see :meth:`Pipeline.fit`)."""
         raise NotImplementedError(f"{type(self).__name__} does not learn")
 
-    def fit_features(self, x: np.ndarray, labels: Sequence[np.ndarray], options: FitOptions) -> None:
+    def fit_features(
+        self, x: np.ndarray, labels: Sequence[np.ndarray], options: FitOptions, groups: np.ndarray | None = None
+    ) -> None:
         """Learned rankers: fit on stacked rows ``x`` whose consecutive blocks are the candidate
-        lists labelled by ``labels`` (1.0 for the held-out item, 0 else)."""
+        lists labelled by ``labels`` (1.0 for a held-out item, 0 else); ``groups``: per list,
+        (user code, training cut)."""
         raise NotImplementedError(f"{type(self).__name__} does not learn")
 
 

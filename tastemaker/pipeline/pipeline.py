@@ -188,6 +188,7 @@ class Pipeline:
         from_end = inter.groupby("user", sort=False).cumcount(ascending=False).to_numpy()
         blocks: list[np.ndarray] = []
         labels: list[np.ndarray] = []
+        groups: list[np.ndarray] = []  # per list: (user code, cut)
         for cut in range(1, int(getattr(self.ranker.config, "cuts", 1)) + 1):
             held = (from_end < cut) & (counts > cut)
             nexts = inter[held & (from_end == cut - 1)]  # per user, the first held-out event
@@ -209,9 +210,10 @@ class Pipeline:
                 merged = self._candidates(resolved, sources, fallback)
                 blocks.append(self.ranker.features_for(context, sources, resolved, merged))
                 labels += [np.isin(items.item_codes, targets[start + i]).astype(np.float32) for i, items in enumerate(merged)]
+            groups.append(np.column_stack([nexts["user"].to_numpy(), np.full(len(nexts), cut)]).astype(np.int64))
         if not labels:
             raise ValueError("no user has two training events: nothing to train the ranker on")
-        self.ranker.fit_features(np.concatenate(blocks), labels, options)
+        self.ranker.fit_features(np.concatenate(blocks), labels, options, np.concatenate(groups))
 
     # ------------------------------------------------------------------ requests
     def recommend(self, queries: Query | Sequence[Query], n: int = 10, *, timings: dict[str, float] | None = None) -> list[ItemList]:

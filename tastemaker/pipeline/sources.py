@@ -1,5 +1,6 @@
-"""Candidate sources: any fitted recommender, popularity (global, per category, trending) and
-fresh items. Each returns context codes, best first, with the seen/excluded items left out
+"""Candidate sources: any fitted recommender, popularity (global, per category, trending),
+fresh items and sequential rules (what users chose next after the history's last items). Each
+returns context codes, best first, with the seen/excluded items left out
 (:class:`tastemaker.protocols.Source`), and explains its own items.
 
 Content similarity to the history is a model source too: ``ModelSource(model="content")``
@@ -362,3 +363,97 @@ class FreshSource(Source):
     def explain(self, query: Resolved, codes: np.ndarray) -> list[str]:
         return ["new in the catalog"] * len(codes)
 
+
+
+# ---------------------------------------------------------------------- sequential rules
+class TransitionsConfig(StageConfig):
+    """Sequential rules (SR; Ludewig & Jannach, *Evaluation of session-based recommendation
+    algorithms*, 2018): item j scores for a history ending in item i by how often users chose j
+    within ``window`` steps after i, each co-occurrence weighted 1 / gap; each row is
+    normalised to sum 1. A query's score sums the rows of its last ``recent`` items, the k-th
+    most recent weighted ``decay`` ** k."""
+
+    window: int = Field(3, ge=1, le=50)
+    recent: int = Field(3, ge=1, le=50)
+    decay: float = Field(0.5, gt=0, le=1)
+
+
+class TransitionsSource(Source):
+    """What users chose next after the items the query ended with: the order of the history,
+    which set-based models (EASE, ItemKNN, ALS) ignore, at the cost of one sparse row per
+    recent item."""
+
+    kind = "transitions"
+    Config = TransitionsConfig
+    config: TransitionsConfig
+    rules_: sp.csr_matrix
+
+    def __init__(self, config: StageConfig | None = None, *, name: str | None = None, **params: Any) -> None:
+        super().__init__(config, name=name, **params)
+        if name is None:
+            self.name = "next"
+
+    def _fit(self, dataset: Dataset, options: FitOptions) -> None:
+        ctx = self.context_
+        n = len(ctx.items)
+        indptr, items = ctx.sequence_indptr, ctx.sequence_items
+        position = np.arange(len(items), dtype=np.int64)
+        user_end = np.repeat(indptr[1:], np.diff(indptr))
+        rows, cols, vals = [], [], []
+        for gap in range(1, self.config.window + 1):
+            ok = position + gap < user_end  # the pair stays inside one user's sequence
+            rows.append(items[position[ok]])
+            cols.append(items[position[ok] + gap])
+            vals.append(np.full(int(ok.sum()), 1.0 / gap, np.float32))
+        rules = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n), dtype=np.float32)
+        rules.setdiag(0)  # a repeat of the same item is not a rule
+        rules.eliminate_zeros()
+        sums = np.asarray(rules.sum(axis=1)).ravel()
+        self.rules_ = sp.csr_matrix(sp.diags(np.where(sums > 0, 1.0 / np.maximum(sums, 1e-12), 0.0).astype(np.float32)) @ rules)
+
+    def _profile(self, query: Resolved) -> tuple[np.ndarray, np.ndarray]:
+        """The last ``recent`` distinct history items with rules, newest first, and their weights."""
+        recent: list[int] = []
+        for code in query.history[::-1]:
+            code = int(code)
+            if code < self.rules_.shape[0] and code not in recent:
+                recent.append(code)
+            if len(recent) == self.config.recent:
+                break
+        codes = np.asarray(recent, dtype=np.int64)
+        return codes, self.config.decay ** np.arange(len(codes), dtype=np.float32)
+
+    def retrieve_resolved(self, queries: Sequence[Resolved], k: int) -> list[ItemList]:
+        n = len(self.context_.items)
+        out = []
+        for query in queries:
+            codes, weights = self._profile(query)
+            if not len(codes):
+                out.append(ItemList.empty())
+                continue
+            row = sp.csr_matrix(weights[None, :]) @ self.rules_[codes]
+            scores = np.full(n, -np.inf, np.float32)
+            scores[row.indices] = row.data  # items without a rule from these are not candidates
+            out.append(self._listed(*top_codes(scores, k, query)))
+        return out
+
+    def explain(self, query: Resolved, codes: np.ndarray) -> list[str]:
+        recent, weights = self._profile(query)
+        out = []
+        for code in codes:
+            contributions = (np.asarray(self.rules_[recent, int(code)].todense()).ravel() * weights) if len(recent) else np.zeros(0)
+            if not len(contributions) or contributions.max() <= 0:
+                out.append(f"recommended by {self.name}")
+                continue
+            before = self.context_.items.decode([int(recent[int(np.argmax(contributions))])])[0]
+            title = self.context_.titles[int(recent[int(np.argmax(contributions))])] or before
+            out.append(f"often chosen after {title}")
+        return out
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {"data": self.rules_.data, "indices": self.rules_.indices, "indptr": self.rules_.indptr,
+                "shape": np.asarray(self.rules_.shape, dtype=np.int64)}
+
+    def set_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        shape = tuple(int(x) for x in arrays["shape"])
+        self.rules_ = sp.csr_matrix((arrays["data"], arrays["indices"], arrays["indptr"]), shape=shape)

@@ -46,3 +46,35 @@ def test_fresh_items_are_the_newest_unseen() -> None:
     np.testing.assert_allclose(items.scores, [0.0])
     (anyone,) = pipe.sources[0].retrieve([Query()], 5)
     assert anyone.item_ids.tolist() == ["c", "b", "a"]
+
+
+def test_sequential_rules_known_answer(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Two users walk a -> b -> c, one walks a -> d. With window 2, the rules from a are b: 2
+    (two gap-1 pairs), c: 1 (two gap-2 pairs of weight 1/2), d: 1, normalised to sum 1. With
+    window 1 and two recent items, the older one weighs ``decay``: after [b, a], c (a rule of b)
+    beats d (a rule of a) at decay 0.5 and loses at 0.1. The saved pipeline gives the same."""
+    import pandas as pd
+
+    from tastemaker.data.dataset import Dataset
+    from tastemaker.pipeline import TransitionsSource
+
+    rows = [("u1", "a", 1), ("u1", "b", 2), ("u1", "c", 3), ("u2", "a", 1), ("u2", "b", 2), ("u2", "c", 3),
+            ("u3", "a", 1), ("u3", "d", 2), ("u4", "e", 1)]
+    data = Dataset.from_frames(pd.DataFrame(rows, columns=["user", "item", "timestamp"]))
+    options = FitOptions(progress=False)
+    pipe = Pipeline([TransitionsSource(window=2, recent=1)]).fit(data, options)
+    (items,) = pipe.sources[0].retrieve([Query(history=["a"])], 5)
+    assert items.item_ids.tolist() == ["b", "c", "d"]  # c and d tie: the lower code first
+    np.testing.assert_allclose(items.scores, [0.5, 0.25, 0.25], rtol=1e-6)
+    (resolved,) = pipe.context_.resolve([Query(history=["a"])])
+    assert pipe.sources[0].explain(resolved, items.item_codes[:1]) == ["often chosen after a"]
+    for decay, first in ((0.5, "c"), (0.1, "d")):
+        recent = Pipeline([TransitionsSource(window=1, recent=2, decay=decay)]).fit(data, options)
+        (after,) = recent.sources[0].retrieve([Query(history=["b", "a"])], 5)
+        assert after.item_ids.tolist()[0] == first and set(after.item_ids.tolist()) == {"c", "d"}, (decay, after.item_ids)
+    (nothing,) = pipe.sources[0].retrieve([Query(history=["e"])], 5)  # e was never followed by anything
+    assert len(nothing) == 0
+    loaded = Pipeline.load(pipe.save(tmp_path / "p"))
+    (again,) = loaded.sources[0].retrieve([Query(history=["a"])], 5)
+    assert again.item_ids.tolist() == items.item_ids.tolist()
+    np.testing.assert_allclose(again.scores, items.scores)

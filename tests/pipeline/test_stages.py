@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tastemaker.pipeline import FreshSource, FusionRanker, GreedyExplorer, ModelSource, PopularitySource
+from tastemaker.pipeline import FreshSource, FusionRanker, GreedyExplorer, ModelSource, PopularitySource, TransitionsSource
 from tastemaker.testing.pipeline import ExplorerConformance, RankerConformance, SourceConformance
 
 
@@ -45,6 +45,11 @@ class TestFreshSource(SourceConformance):
 
     def make_source(self):  # type: ignore[no-untyped-def]
         return FreshSource()
+
+
+class TestTransitionsSource(SourceConformance):
+    def make_source(self):  # type: ignore[no-untyped-def]
+        return TransitionsSource()
 
 
 class TestReciprocalRankFusion(RankerConformance):
