@@ -55,6 +55,9 @@ class LightGBMConfig(StageConfig):
     # refitted on what came before, and the first held-out event labels the candidates; more
     # cuts give more training groups (943 users make only ~550 groups with a hit in one cut)
     cuts: int = Field(4, ge=1)
+    # training lists keep their chosen items and a seeded sample of this many others (None: all);
+    # bounds memory and time on large data (Beauty: 4 cuts x 20k users x ~700 candidates)
+    negatives: int | None = Field(None, ge=1)
 
 
 class LightGBMRanker(Ranker):

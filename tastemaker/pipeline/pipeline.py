@@ -24,12 +24,13 @@ A request runs, per batch of queries:
 When no source has anything to go on (an unknown user without history), the built-in
 popularity fallback answers, and its reasons say so ("popular in Drama (no history yet)").
 
-**Training a learned ranker without leakage** (:meth:`Pipeline.fit`): each user's last
-training event is held out as the label; the sources are fitted on the events before it, and
-retrieve candidates for those users; the ranker learns to put the held-out item first among
-them (LambdaRank over the candidates, with each source's score and rank among the features).
-Then every source is fitted again on all the events, and that is what is served. No source
-ever saw the label event it is ranked on.
+**Training a learned ranker without leakage** (:meth:`Pipeline.fit`), in training cuts: at
+cut c (c = 1 .. the ranker's ``cuts``, default 4) each user's last c training events are held
+out as labels; the sources are fitted on the events before them and retrieve candidates for
+those users; the ranker learns to put the held-out items first among them (LambdaRank over
+the candidates, with each source's score and rank among the features). Early stopping holds
+out whole users, across all cuts. Then every source is fitted again on all the events, and
+that is what is served. No source ever saw the label events it is ranked on.
 """
 
 from __future__ import annotations
@@ -182,13 +183,16 @@ class Pipeline:
         on the events before them and retrieve candidates for (a seeded sample of at most
         ``ranker_users`` of) those users, labelled by the held-out events: the items the user
         chose next. The features of each cut come from that cut's own sources, so only
-        one cut's sources are in memory at a time."""
+        one cut's sources are in memory at a time. With ``ranker.config.negatives``, each list
+        keeps its chosen items and a seeded sample of that many others."""
         inter = dataset.interactions
         counts = inter.groupby("user", sort=False)["item"].transform("size").to_numpy()
         from_end = inter.groupby("user", sort=False).cumcount(ascending=False).to_numpy()
         blocks: list[np.ndarray] = []
         labels: list[np.ndarray] = []
         groups: list[np.ndarray] = []  # per list: (user code, cut)
+        negatives = getattr(self.ranker.config, "negatives", None)
+        sampler = np.random.default_rng(options.seed)
         for cut in range(1, int(getattr(self.ranker.config, "cuts", 1)) + 1):
             held = (from_end < cut) & (counts > cut)
             nexts = inter[held & (from_end == cut - 1)]  # per user, the first held-out event
@@ -208,8 +212,19 @@ class Pipeline:
             for start in range(0, len(users), 256):
                 resolved = context.resolve([Query(user=str(u)) for u in users[start : start + 256]])
                 merged = self._candidates(resolved, sources, fallback)
-                blocks.append(self.ranker.features_for(context, sources, resolved, merged))
-                labels += [np.isin(items.item_codes, targets[start + i]).astype(np.float32) for i, items in enumerate(merged)]
+                x = self.ranker.features_for(context, sources, resolved, merged)
+                offset = 0
+                for i, items in enumerate(merged):
+                    label = np.isin(items.item_codes, targets[start + i]).astype(np.float32)
+                    rows = np.arange(offset, offset + len(items))
+                    offset += len(items)
+                    if negatives is not None and (label == 0).sum() > negatives:
+                        # a seeded sample of the non-chosen candidates bounds the training rows
+                        keep = np.sort(np.concatenate([np.flatnonzero(label > 0),
+                                                       sampler.choice(np.flatnonzero(label == 0), negatives, replace=False)]))
+                        rows, label = rows[keep], label[keep]
+                    blocks.append(x[rows])
+                    labels.append(label)
             groups.append(np.column_stack([nexts["user"].to_numpy(), np.full(len(nexts), cut)]).astype(np.int64))
         if not labels:
             raise ValueError("no user has two training events: nothing to train the ranker on")
