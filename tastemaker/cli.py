@@ -139,6 +139,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         from tastemaker.pipeline.config import load_pipeline_config
 
         model: Any = load_pipeline_config(args.pipeline)
+        if args.trials:
+            from tastemaker.data.splits import leave_one_out
+            from tastemaker.tuning import tune_pipeline
+
+            split = leave_one_out(data)
+            model, history = tune_pipeline(model, split.train, split.validation, args.trials, _options(args), progress=not args.quiet)
+            for source in {t["source"] for t in history}:
+                top = max((t for t in history if t["source"] == source), key=lambda t: t["value"] if t["value"] is not None else float("-inf"))
+                print(f"{source}: best of {sum(t['source'] == source for t in history)} trials {top['params']} (validation NDCG@10 {top['value']:.4f})")
     else:
         params = parse_params(args.param)
         if args.trials:
@@ -220,8 +229,10 @@ def _evaluate_pipeline(args: argparse.Namespace, data: Any) -> int:
     from tastemaker.pipeline.config import load_pipeline_config
 
     pipeline = load_pipeline_config(args.pipeline)
-    print(f"evaluating {pipeline.name} and each source alone on {data} (reference protocol)")
-    result = run_pipeline_protocol(data, pipeline, _options(args), progress=not args.quiet)
+    trials = _trials(args)
+    how = f"; each model source tuned alone, {trials} trials" if trials else ""
+    print(f"evaluating {pipeline.name} and each source alone on {data} (reference protocol{how})")
+    result = run_pipeline_protocol(data, pipeline, _options(args), progress=not args.quiet, trials=trials)
     out = Path(args.out or f"reports/{data.name}")
     json_path, md_path = write_report(result, out)
     print()
@@ -430,7 +441,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="model parameter, e.g. reg=50 (repeatable)")
     train.add_argument("--out", required=True, help="artifact directory to write")
     train.add_argument("--trials", type=int, default=0,
-                       help="search the model's space this many trials on a validation split first (Optuna; 0 = no search)")
+                       help="search the model's space (with --pipeline: each model source's) this many trials on a validation split first (Optuna; 0 = no search)")
     common(train)
     train.set_defaults(func=cmd_train)
 

@@ -125,3 +125,46 @@ def search(
         for t in study.trials
     ]
     return fixed | dict(study.best_params), history
+
+
+def tune_pipeline(
+    pipeline: Any,
+    train: Any,
+    validation: Any,
+    trials: int,
+    options: Any,
+    *,
+    progress: bool = True,
+) -> tuple[Any, list[dict[str, Any]]]:
+    """A copy of ``pipeline`` (unfitted) whose model sources carry the params that won a
+    ``trials``-trial :func:`search` of their model's ``search_space``, each scored alone on
+    ``validation`` after a fit on ``train`` (pessimistic NDCG@10, like every selection). The
+    configured params are tried first, so the search can only keep or beat them on
+    validation. Stages without a search space (popularity, fresh, transitions, the ranker,
+    rerankers) keep their config: searching the ranker would refit every source per trial.
+    Returns (pipeline, every trial as {"source", "trial", "params", "value", "seconds"})."""
+    from tastemaker.config import model_class
+    from tastemaker.eval.protocols import selection_metrics
+    from tastemaker.pipeline.sources import ModelSource
+
+    planned = pipeline.clone()
+    history: list[dict[str, Any]] = []
+    for position, source in enumerate(planned.sources):
+        if not isinstance(source, ModelSource):
+            continue
+        cls = model_class(source.config.model)
+        configured = dict(source.config.params)
+        space = dict(getattr(cls, "search_space", {}) or {})
+        if not space or trials <= 0:
+            continue
+
+        def value(params: dict[str, Any], cls: Any = cls) -> float:
+            return float(selection_metrics(cls(**params).fit(train, options), validation)[0]["ndcg@10"])
+
+        best, found = search(value, space, trials, seed=getattr(options, "seed", 42), start=[configured],
+                             fixed={k: v for k, v in configured.items() if k not in space}, progress=progress,
+                             label=f"tuning {source.name}")
+        history += [{"source": source.name, **trial} for trial in found]
+        config = type(source.config)(**(source.config.model_dump() | {"params": best}))
+        planned.sources[position] = type(source)(config, name=source.name)
+    return planned, history

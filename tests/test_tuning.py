@@ -55,3 +55,35 @@ def test_train_tunes_first_when_asked(tmp_path, capsys) -> None:
                  "--out", str(tmp_path / "art"), "--quiet"]) == 0
     printed = capsys.readouterr().out
     assert "best of 4 trials:" in printed and "'weighting': 'bm25'" in printed and "ItemKNN(k=" in printed
+
+
+def test_a_pipeline_search_tunes_each_model_source_alone(tmp_path, capsys) -> None:
+    """tune_pipeline: the configured params are tried first, the winner is at least as good on
+    validation, stages without a search space keep their config; evaluate --pipeline --trials
+    reports every trial on the pipeline row and on that source's row."""
+    from tastemaker.data.dataset import save_dataset
+    from tastemaker.data.splits import leave_one_out
+    from tastemaker.pipeline import ModelSource, Pipeline, PopularitySource
+    from tastemaker.testing.synthetic import checkerboard
+    from tastemaker.tuning import tune_pipeline
+    from tastemaker.types import FitOptions
+
+    data = checkerboard(12, 12)
+    split = leave_one_out(data)
+    pipe = Pipeline([ModelSource(model="ease", params={"reg": 20_000.0}), PopularitySource()])
+    tuned, history = tune_pipeline(pipe, split.train, split.validation, 5, FitOptions(progress=False, seed=1), progress=False)
+    assert len(history) == 5 and {t["source"] for t in history} == {"ease"}
+    assert history[0]["params"] == {"reg": 20_000.0}  # the configured point first
+    best = max(history, key=lambda t: t["value"])
+    assert tuned.sources[0].config.params == best["params"] and best["value"] >= history[0]["value"]
+    assert tuned.sources[1].config == pipe.sources[1].config and not pipe.is_fitted  # the input is left alone
+
+    saved = save_dataset(data, tmp_path / "data")
+    spec = tmp_path / "pipe.toml"
+    spec.write_text("[[sources]]\nkind = 'model'\nmodel = 'ease'\nparams = { reg = 20000.0 }\n[[sources]]\nkind = 'popularity'\n")
+    out = tmp_path / "report"
+    assert main(["evaluate", "--saved", str(saved), "--pipeline", str(spec), "--trials", "4", "--out", str(out), "--quiet"]) == 0
+    assert "each model source tuned alone, 4 trials" in capsys.readouterr().out
+    rows = {r["model"]: r for r in json.loads((out / "report.json").read_text())["results"]}
+    assert len(rows["pipeline (ease+popular)"]["tuning"]) == 4 and len(rows["ease alone"]["tuning"]) == 4
+    assert rows["popular alone"]["tuning"] == []

@@ -252,15 +252,23 @@ def run_pipeline_protocol(
     ks: Sequence[int] = KS,
     progress: bool = True,
     alone: bool = True,
+    trials: int = 0,
 ) -> ProtocolResult:
     """The reference protocol for a :class:`~tastemaker.pipeline.Pipeline`: fitted on train +
     validation (its stages as configured), reported on the test item; with ``alone``, each
     of its sources also as a one-source pipeline, side by side. Validation metrics are the
-    pessimistic selection metrics of a fit on train alone."""
+    pessimistic selection metrics of a fit on train alone. With ``trials``, each model source
+    is first tuned alone on the validation split (:func:`tastemaker.tuning.tune_pipeline`);
+    every trial goes into the pipeline row's ``tuning``."""
     from tastemaker.pipeline import Pipeline
 
     options = options or FitOptions(progress=False)
     split = split or leave_one_out(dataset)
+    tuning: list[dict[str, Any]] = []
+    if trials:
+        from tastemaker.tuning import tune_pipeline
+
+        pipeline, tuning = tune_pipeline(pipeline, split.train, split.validation, trials, options, progress=progress)
     train_full = split.train_with_validation()
     categories = dataset.category_matrix()
     features = categories if categories.shape[1] and categories.getnnz() >= 0.5 * dataset.n_items else None
@@ -280,7 +288,7 @@ def run_pipeline_protocol(
         results.append(ModelResult(
             model=label, params={"stages": fitted.describe()}, validation=validation, test=means,
             ndcg10_ci=bootstrap_ci(per_user["ndcg@10"], seed=options.seed), fit_seconds=fit_seconds,
-            peak_rss_mb=peak.megabytes, tuning=[],
+            peak_rss_mb=peak.megabytes, tuning=[t for t in tuning if label.startswith("pipeline") or label == f"{t['source']} alone"],
         ))
     return ProtocolResult(
         dataset=dataset.name, split=split.name, n_users=dataset.n_users, n_items=dataset.n_items,
