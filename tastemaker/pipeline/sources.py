@@ -280,18 +280,35 @@ class PopularitySource(Source):
         if shares is None:
             return np.zeros(0, np.int32), np.zeros(0, np.float32)
         indptr, codes = self._category_lists()
-        best: dict[int, float] = {}
-        for category in np.flatnonzero(shares > 0):
-            for code in _first_unblocked(codes[indptr[category] : indptr[category + 1]], query.blocked, k).tolist():
-                score = float(self.scores_[code]) * float(shares[category])
-                if score > best.get(code, 0.0):
-                    best[code] = score
-        if not best:
+        liked = np.flatnonzero(shares > 0)
+        if not len(liked):
             return np.zeros(0, np.int32), np.zeros(0, np.float32)
-        found = np.fromiter(best, dtype=np.int32, count=len(best))
-        values = np.fromiter(best.values(), dtype=np.float32, count=len(best))
+        # every liked category's head, long enough for k unblocked items, in one array: one
+        # mask lookup instead of an isin per category (this ran per request, ~17 categories)
+        depth = k + len(query.blocked)
+        heads = [codes[indptr[c] : min(indptr[c + 1], indptr[c] + depth)] for c in liked]
+        lengths = np.fromiter((len(h) for h in heads), dtype=np.int64, count=len(heads))
+        found = np.concatenate(heads).astype(np.int64)
+        owner = np.repeat(np.arange(len(liked)), lengths)
+        keep = np.ones(len(found), dtype=bool)
+        if len(query.blocked):
+            blocked = np.zeros(max(len(self.scores_), int(query.blocked.max()) + 1), dtype=bool)
+            blocked[query.blocked] = True
+            keep = ~blocked[found]
+        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+        kept_before = np.cumsum(keep) - keep  # kept items before each position, over all heads
+        keep &= (kept_before - kept_before[starts][owner]) < k  # the first k kept of each category
+        found, owner = found[keep], owner[keep]
+        if not len(found):
+            return np.zeros(0, np.int32), np.zeros(0, np.float32)
+        values = self.scores_[found].astype(np.float64) * shares[liked][owner]
+        order = np.lexsort((-values, found))  # per item, its best category first
+        first = np.concatenate([[True], found[order][1:] != found[order][:-1]])
+        found, values = found[order][first], values[order][first]
+        positive = values > 0
+        found, values = found[positive], values[positive].astype(np.float32)
         order = np.lexsort((found, -values))[:k]
-        return found[order], values[order]
+        return found[order].astype(np.int32), values[order]
 
     def explain(self, query: Resolved, codes: np.ndarray) -> list[str]:
         ctx = self.context_

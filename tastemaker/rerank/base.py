@@ -38,9 +38,13 @@ from tastemaker.types import ItemList, Query
 
 class TradeOffConfig(StageConfig):
     """``weight`` in [0, 1]: how much the reranker's goal counts against relevance (0 leaves
-    the ranking as it is, 1 ignores relevance except to break ties)."""
+    the ranking as it is, 1 ignores relevance except to break ties). ``pool``: only the
+    ranker's first ``pool`` items compete (None: the whole input list); the cost of a greedy
+    step grows with the pool (MMR's similarity matrix with its square), so a served pipeline
+    caps it."""
 
     weight: float = Field(0.3, ge=0.0, le=1.0)
+    pool: int | None = Field(None, ge=1)
 
 
 def relevance(scores: np.ndarray) -> np.ndarray:
@@ -91,6 +95,9 @@ class GreedyReranker(Reranker):
         if count <= 0:
             return items.take(np.zeros(0, dtype=np.int64))
         weight = self.config.weight
+        pool = self.config.pool
+        if pool is not None and count <= pool < len(items):
+            items = items.take(np.arange(pool))  # only the ranker's first `pool` items compete
         objective = self.objective(query, items) if weight > 0 else None
         if objective is None:
             return items.take(np.arange(count))

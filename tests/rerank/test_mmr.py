@@ -130,3 +130,14 @@ def test_category_similarity_many_categories_matches_the_reference(make_dataset,
     vectors = mmr.context_.categories[items.item_codes].toarray()
     expected = _reference_mmr(items.scores, vectors, 0.4, 20)
     assert mmr.rerank(Query(), items, 20).item_codes.tolist() == items.item_codes[expected].tolist()
+
+
+def test_pool_lets_only_the_rankers_first_items_compete(setup, make_dataset, fit, ranked) -> None:  # type: ignore[no-untyped-def]
+    # weight 1 over the whole list picks a, c, e; with pool 3 only a, b, c compete: a, c, b
+    data = make_dataset(CATEGORIES, {"u": ["a"]})
+    reranker = fit(MMRReranker(weight=1.0, pool=3), data)
+    items = ranked(reranker.context_, list(CATEGORIES), SCORES)
+    assert reranker.rerank(Query(), items, 3).item_ids.tolist() == ["a", "c", "b"]
+    assert setup(1.0, n=3)[1].item_ids.tolist() == ["a", "c", "e"]
+    # asked for more than the pool holds, the cap does not apply
+    assert reranker.rerank(Query(), items, 5).item_ids.tolist() == ["a", "c", "e", "b", "d"]
