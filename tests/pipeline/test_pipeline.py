@@ -123,7 +123,7 @@ def test_bad_pipeline_files_name_the_key(tmp_path: Path) -> None:
             load_pipeline_config(file)
     with pytest.raises(PipelineConfigError, match="no such file"):
         load_pipeline_config(tmp_path / "missing.toml")
-    assert load_pipeline_config("default").name == "ease+content+popular-in-category+fresh"
+    assert load_pipeline_config("default").name == "ease+content+popular-in-category+fresh+next"
     assert build_pipeline({"sources": [{"kind": "model", "model": "ease", "name": "cf"}]}).sources[0].name == "cf"
 
 
