@@ -191,6 +191,49 @@ class Context:
         ctx.now = float(arrays["now"][0])
         return ctx
 
+    def category_shares(self, history: np.ndarray) -> np.ndarray:
+        """Per category, the share of ``history`` (item codes, repeats counted) in it: the sum of
+        the history's category rows over its length (zeros for an empty history). Works on the
+        CSR arrays directly: sparse row slicing cost ~0.3 ms per request at 100k items."""
+        n = self.categories.shape[1]
+        if not len(history) or n == 0:
+            return np.zeros(n, dtype=np.float64)
+        rows = _csr_entries(self.categories, np.asarray(history, dtype=np.int64))
+        cats = self.categories
+        return np.bincount(cats.indices[rows], weights=cats.data[rows], minlength=n) / len(history)
+
+    def best_category_value(self, codes: np.ndarray, per_category: np.ndarray) -> np.ndarray:
+        """Per item code: max over its categories of (its category weight x ``per_category``),
+        0 for an item without categories (what ``categories[codes].multiply(v).max(axis=1)``
+        gives, without building sparse matrices)."""
+        cats = self.categories
+        codes = np.asarray(codes, dtype=np.int64)
+        out = np.zeros(len(codes), dtype=np.float64)
+        if not len(codes):
+            return out
+        lengths = cats.indptr[codes + 1] - cats.indptr[codes]
+        rows = _csr_entries(cats, codes)
+        if not len(rows):
+            return out
+        values = cats.data[rows] * per_category[cats.indices[rows]]
+        has = lengths > 0
+        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])[has]
+        out[has] = np.maximum.reduceat(values, starts)
+        # a sparse row's max counts its implicit zeros (a row with every category stored has none)
+        out[has] = np.where(lengths[has] < cats.shape[1], np.maximum(out[has], 0.0), out[has])
+        return out
+
     def item_categories(self, code: int) -> list[str]:
         row = self.categories
         return [str(self.category_names[c]) for c in row.indices[row.indptr[code] : row.indptr[code + 1]]]
+
+
+def _csr_entries(matrix: sp.csr_matrix, rows: np.ndarray) -> np.ndarray:
+    """Positions in ``matrix.indices``/``data`` of every entry of ``rows``, row after row."""
+    starts, ends = matrix.indptr[rows], matrix.indptr[rows + 1]
+    lengths = ends - starts
+    total = int(lengths.sum())
+    if not total:
+        return np.zeros(0, dtype=np.int64)
+    offsets = np.repeat(starts - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)
+    return offsets + np.arange(total, dtype=np.int64)

@@ -79,11 +79,9 @@ def candidate_features(
 
 def _category_overlap(context: Context, history: np.ndarray, codes: np.ndarray) -> np.ndarray:
     """Per candidate: the largest share of the history in one of the candidate's categories."""
-    cats = context.categories
-    if not len(history) or cats.shape[1] == 0:
+    if not len(history) or context.categories.shape[1] == 0:
         return np.full(len(codes), np.nan, np.float32)
-    share = np.asarray(cats[history].sum(axis=0)).ravel() / len(history)
-    return np.asarray(cats[codes].multiply(share[None, :]).max(axis=1).todense()).ravel().astype(np.float32)
+    return context.best_category_value(codes, context.category_shares(history)).astype(np.float32)
 
 
 def _content_similarity(vectors: np.ndarray | None, history: np.ndarray, codes: np.ndarray) -> np.ndarray:

@@ -259,10 +259,9 @@ class PopularitySource(Source):
 
     def _shares(self, query: Resolved) -> np.ndarray | None:
         """The share of the user's history in each category (None without history)."""
-        cats = self.context_.categories
-        if not len(query.history) or cats.shape[1] == 0:
+        if not len(query.history) or self.context_.categories.shape[1] == 0:
             return None
-        return np.asarray(cats[query.history].sum(axis=0)).ravel() / len(query.history)
+        return self.context_.category_shares(query.history)
 
     def _category_scores(self, query: Resolved) -> np.ndarray | None:
         """Per item: popularity x the largest share of the history in one of its categories."""

@@ -78,3 +78,19 @@ def test_sequential_rules_known_answer(tmp_path) -> None:  # type: ignore[no-unt
     (again,) = loaded.sources[0].retrieve([Query(history=["a"])], 5)
     assert again.item_ids.tolist() == items.item_ids.tolist()
     np.testing.assert_allclose(again.scores, items.scores)
+
+
+def test_category_helpers_equal_the_sparse_matrix_arithmetic(fitted: Pipeline) -> None:
+    """Context.category_shares / best_category_value (CSR arrays, per request) give what
+    slicing and multiplying the sparse category matrix gives, items without categories included."""
+    context = fitted.context_
+    cats = context.categories
+    rng = np.random.default_rng(0)
+    for size in (1, 7, 300):
+        history = rng.integers(0, len(context.items), size)
+        shares = context.category_shares(history)
+        np.testing.assert_allclose(shares, np.asarray(cats[history].sum(axis=0)).ravel() / size)
+        codes = np.concatenate([rng.integers(0, len(context.items), 50), np.flatnonzero(np.diff(cats.indptr) == 0)[:3]])
+        expected = np.asarray(cats[codes].multiply(shares[None, :]).max(axis=1).todense()).ravel()
+        np.testing.assert_allclose(context.best_category_value(codes, shares), expected)
+    assert not context.category_shares(np.zeros(0, np.int64)).any()
