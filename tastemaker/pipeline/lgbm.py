@@ -1,14 +1,16 @@
 """The learned ranker: LightGBM LambdaRank over the merged candidates (the ``rank`` extra).
 
-Trained by :meth:`Pipeline.fit <tastemaker.pipeline.Pipeline.fit>` without leakage: the
-label of each sampled user is their last training event, held out of the data the sources
-are fitted on for this purpose (see the pipeline's module docstring). Every candidate list
-is one LambdaRank group; the held-out item, when a source retrieved it, is the one relevant
-candidate. Lists where no source found it teach nothing and are left out. A seeded tenth of
-the groups is held out to stop boosting early.
+Trained by :meth:`Pipeline.fit <tastemaker.pipeline.Pipeline.fit>` without leakage, in
+training cuts (``cuts``; see the pipeline's module docstring): at cut c each sampled user's
+last c training events are held out of the data the sources are fitted on, and every
+held-out item the sources retrieve is a relevant candidate. Every candidate list is one
+LambdaRank group; lists where no source found a held-out item teach nothing and are left
+out. A seeded tenth of the users (all their lists) is held out to stop boosting early, and
+the last round of a validation plateau is kept.
 
 Features: :mod:`tastemaker.pipeline.features` (each source's score and rank, item
-popularity and age, user activity and recency, category overlap and content similarity).
+popularity and age, user activity and recency, category overlap, and the cosine with the
+history, its last five items and its last item).
 The booster is saved as LightGBM's own text format inside the pipeline artifact (no pickle).
 """
 
@@ -120,13 +122,6 @@ class LightGBMRanker(Ranker):
             return self._matrix(queries, candidates)
         finally:
             self.context_, self._sources, self._vectors = saved
-
-    def fit_candidates(
-        self, queries: Sequence[Resolved], candidates: Sequence[ItemList], labels: Sequence[np.ndarray], options: FitOptions
-    ) -> None:
-        """Fit on one set of labelled candidates from the sources given to :meth:`use_sources`."""
-        x = self.features_for(self.context_, self._sources, queries, candidates)
-        self.fit_features(x, list(labels), options)
 
     def fit_features(
         self, x: np.ndarray, labels: Sequence[np.ndarray], options: FitOptions, groups: np.ndarray | None = None
