@@ -158,9 +158,9 @@ def test_selection_metrics_equal_the_list_metrics_where_untied():
         candidates = np.setdiff1d(np.arange(data.n_items), model.user_items_[user].indices)
         untied.append(np.sum(scores[row, candidates] == scores[row, item]) == 1)
     untied = np.array(untied)
-    # most validation items are untied here (whether any ties is down to the last bit of the
-    # solve, which differs between BLAS builds); where ties cost credit is the known-answer
-    # test above (test_constant_and_nan_scores_get_no_credit_for_low_codes)
+    # the rotated checkerboard gives every held-out item training events, so few (here none)
+    # of their scores tie exactly; where ties cost credit is the known-answer test above
+    # (test_constant_and_nan_scores_get_no_credit_for_low_codes)
     assert untied.sum() > len(untied) // 2
     np.testing.assert_allclose(selected["ndcg@10"][untied], listed["ndcg@10"][untied])
     assert selected["ndcg@10"].mean() > 0.1  # the rotated checkerboard's EASE is no constant model
