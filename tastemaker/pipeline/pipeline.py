@@ -245,7 +245,12 @@ class Pipeline:
             raise ValueError(f"n must be >= 1, got {n}")
         clock = _Clock(timings)
         resolved = self.context_.resolve(queries)
-        merged = self._candidates(resolved, self.sources, self.fallback, clock)
+        # one source, fused, nothing after it: its own top-n is the answer, so retrieving
+        # `candidates` items would only cost time (a single-model service's every request)
+        # (reciprocal-rank scores depend on the rank alone, so even the scores are the same)
+        plain = (len(self.sources) == 1 and type(self.ranker) is FusionRanker and self.ranker.config.method == "rrf"
+                 and not self.rerankers and type(self.explorer) is GreedyExplorer)
+        merged = self._candidates(resolved, self.sources, self.fallback, clock, k=n if plain else None)
         with clock("ranker"):
             ranked = self.ranker.rank(list(queries), merged)
         out = []
@@ -262,18 +267,20 @@ class Pipeline:
         return out
 
     def _candidates(
-        self, resolved: Sequence[Resolved], sources: Sequence[Source], fallback: Source, clock: _Clock | None = None
+        self, resolved: Sequence[Resolved], sources: Sequence[Source], fallback: Source, clock: _Clock | None = None,
+        k: int | None = None,
     ) -> list[ItemList]:
         clock = clock or _Clock(None)
+        k = self.candidates if k is None else k
         lists: dict[str, list[ItemList]] = {}
         for source in sources:
             with clock(source.name):
-                lists[source.name] = source.retrieve_resolved(resolved, self.candidates)
+                lists[source.name] = source.retrieve_resolved(resolved, k)
         merged = [merge_candidates({name: found[i] for name, found in lists.items()}) for i in range(len(resolved))]
         empty = [i for i, items in enumerate(merged) if not len(items)]
         if empty:  # nothing to go on: popularity, and the reasons will say so
             with clock(FALLBACK):
-                backup = fallback.retrieve_resolved([resolved[i] for i in empty], self.candidates)
+                backup = fallback.retrieve_resolved([resolved[i] for i in empty], k)
             for i, items in zip(empty, backup, strict=True):
                 merged[i] = merge_candidates({FALLBACK: items})
         return merged

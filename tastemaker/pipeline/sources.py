@@ -127,10 +127,21 @@ class ModelSource(Source):
             if len(items) and items.sources[0] == "popular-fallback":
                 out.append(ItemList.empty())  # nothing to go on: the popularity source's job
                 continue
-            codes = self.context_.items.encode(items.item_ids, missing="mark")
+            codes = self._to_context()[items.item_codes]
             keep = codes >= 0
             out.append(self._listed(codes[keep], items.scores[keep]))
         return out
+
+    def _to_context(self) -> np.ndarray:
+        """Context code of each model item code (-1 where the context lacks it), rebuilt when
+        either catalog grows: a per-request lookup of the ids as strings cost ~0.3 ms."""
+        model_items, context_items = self.model_.items_, self.context_.items
+        cached = getattr(self, "_code_map", None)
+        if cached is None or cached[0] != (len(model_items), len(context_items)):
+            mapping = context_items.encode(model_items.ids, missing="mark").astype(np.int64)
+            cached = ((len(model_items), len(context_items)), mapping)
+            self._code_map = cached
+        return cached[1]
 
     def explain(self, query: Resolved, codes: np.ndarray) -> list[str]:
         """"because you watched X": X is the history item with the largest

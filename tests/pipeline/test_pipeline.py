@@ -173,3 +173,23 @@ def test_a_reranker_reads_a_named_sources_vectors_from_toml(tmp_path: Path) -> N
     assert loaded.recommend([Query(user="u0")], n=6)[0].item_ids.tolist() == items.item_ids.tolist()
     with pytest.raises(ValueError, match="names no source of this pipeline"):
         build_pipeline({**spec, "rerankers": [{"kind": "mmr", "vectors": "nope"}]}).fit(checkerboard(), OPTIONS)
+
+
+def test_a_one_source_pipeline_answers_the_same_from_n_candidates() -> None:
+    """The single-source shortcut (retrieve n, not `candidates`) changes nothing: same items,
+    scores, sources and reasons as a pipeline that retrieves 200 and fuses them."""
+    from tastemaker.data.loaders import load_dataset
+    from tastemaker.pipeline import ModelSource, Pipeline
+    from tastemaker.rerank import MMRReranker
+    from tastemaker.types import FitOptions, Query
+
+    data = load_dataset("movielens-latest-small")
+    options = FitOptions(progress=False, threads=1, seed=3)
+    fast = Pipeline([ModelSource(model="als", params={"embedding_size": 16, "epochs": 3})]).fit(data, options)
+    # a reranker at weight 0 keeps the ranking as it is but turns the shortcut off
+    full = Pipeline([ModelSource(model="als", params={"embedding_size": 16, "epochs": 3})],
+                    rerankers=[MMRReranker(weight=0.0)]).fit(data, options)
+    queries = [Query(user=u) for u in ("1", "7", "414")] + [Query(history=["1", "2571"]), Query(user="no-such-user")]
+    for a, b in zip(fast.recommend(queries, n=10), full.recommend(queries, n=10), strict=True):
+        assert a.item_ids.tolist() == b.item_ids.tolist() and a.sources == b.sources and a.reasons == b.reasons
+        np.testing.assert_allclose(a.scores, b.scores)
