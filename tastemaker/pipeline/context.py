@@ -220,7 +220,8 @@ class Context:
         starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])[has]
         out[has] = np.maximum.reduceat(values, starts)
         # a sparse row's max counts its implicit zeros (a row with every category stored has none)
-        out[has] = np.where(lengths[has] < cats.shape[1], np.maximum(out[has], 0.0), out[has])
+        partial = has & (lengths < cats.shape[1])
+        out[partial] = np.maximum(out[partial], 0.0)
         return out
 
     def item_categories(self, code: int) -> list[str]:

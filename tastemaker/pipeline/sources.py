@@ -466,15 +466,19 @@ class TransitionsSource(Source):
 
     def explain(self, query: Resolved, codes: np.ndarray) -> list[str]:
         recent, weights = self._profile(query)
+        codes = np.asarray(codes, dtype=np.int64)
+        if not len(recent):
+            return [f"recommended by {self.name}"] * len(codes)
+        inside = codes < self.rules_.shape[1]  # items added since the fit have no rules
+        block = np.zeros((len(recent), len(codes)))
+        block[:, inside] = self.rules_[recent][:, codes[inside]].toarray() * weights[:, None]
         out = []
-        for code in codes:
-            contributions = (np.asarray(self.rules_[recent, int(code)].todense()).ravel() * weights) if len(recent) else np.zeros(0)
-            if not len(contributions) or contributions.max() <= 0:
+        for column in block.T:  # per item: the recent item whose rule adds the most
+            if column.max() <= 0:
                 out.append(f"recommended by {self.name}")
                 continue
-            before = self.context_.items.decode([int(recent[int(np.argmax(contributions))])])[0]
-            title = self.context_.titles[int(recent[int(np.argmax(contributions))])] or before
-            out.append(f"often chosen after {title}")
+            before = int(recent[int(np.argmax(column))])
+            out.append(f"often chosen after {self.context_.titles[before] or self.context_.items.decode([before])[0]}")
         return out
 
     def arrays(self) -> dict[str, np.ndarray]:
