@@ -394,6 +394,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         f"  curl '{base}/v1/items/1/similar?n=5'\n",
         flush=True,
     )
+    sys.setswitchinterval(settings.gil_switch_interval_ms / 1000)
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning")
     return 0
 

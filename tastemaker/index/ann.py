@@ -31,6 +31,7 @@ import numpy as np
 import numpy.typing as npt
 
 from tastemaker.errors import ArtifactError, MissingExtraError
+from tastemaker.models.base import isin_small
 from tastemaker.index.exact import (
     PAD_ID,
     IdMap,
@@ -192,7 +193,7 @@ class _FaissIndex:
         if excluded is not None:
             for query, excluded_ids in enumerate(excluded):
                 if len(excluded_ids):
-                    keep[query] &= ~np.isin(found[query], excluded_ids)
+                    keep[query] &= ~isin_small(found[query], excluded_ids)
         # move the kept results to the front, in their (best-first) order
         order = np.argsort(~keep, axis=1, kind="stable")[:, :k]
         n_kept = np.minimum(keep.sum(axis=1), k)
@@ -365,4 +366,5 @@ class FaissIVFIndex(_FaissIndex):
 
     def _exhaustive(self, selector: Any) -> tuple[Any, Any]:
         return self._index, _faiss().SearchParametersIVF(nprobe=self.nlist, sel=selector)
+
 

@@ -373,3 +373,11 @@ def top_k_unordered(scores: np.ndarray, k: int) -> np.ndarray:
         tied = np.flatnonzero(scores[row] == cut[row])[: k - len(above)]
         part[row] = np.concatenate([above, tied])
     return part
+
+
+def isin_small(values: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """``np.isin(values, ids)``, faster for a request's sizes: a few hundred results against a
+    few dozen exclusions compare directly (np.isin sorts both: ~60 us against ~10)."""
+    if len(values) * len(ids) <= 50_000:
+        return (np.asarray(values)[:, None] == np.asarray(ids)[None, :]).any(axis=1)
+    return np.isin(values, ids)

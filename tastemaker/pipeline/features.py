@@ -42,10 +42,12 @@ def feature_names(sources: Sequence[str]) -> list[str]:
 
 
 def candidate_features(
-    context: Context, query: Resolved, items: ItemList, sources: Sequence[str], vectors: np.ndarray | None = None
+    context: Context, query: Resolved, items: ItemList, sources: Sequence[str], vectors: np.ndarray | None = None,
+    norms: np.ndarray | None = None,
 ) -> np.ndarray:
     """(len(items), len(feature_names(sources))) float32 features (see the module docstring).
-    ``vectors``: item vectors (row = context code) for the content similarity, or None."""
+    ``vectors``: item vectors (row = context code) for the content similarity, or None;
+    ``norms``: their L2 norms (computed here when not given: a server passes them cached)."""
     n = len(items)
     codes = items.item_codes.astype(np.int64)
     columns: list[np.ndarray] = []
@@ -70,10 +72,9 @@ def candidate_features(
     columns.append(np.full(n, len(history), np.float32))
     columns.append(np.full(n, (context.now - query.last_event) / DAY, np.float32))  # NaN when unknown
     columns.append(_category_overlap(context, query.history, codes))
-    columns.append(_content_similarity(vectors, history, codes))
-    # sequence signal that set-based sources (EASE, ItemKNN) ignore: what the user did last
-    columns.append(_content_similarity(vectors, query.history[-RECENT:], codes))
-    columns.append(_content_similarity(vectors, query.history[-1:], codes))
+    # the whole history, then the sequence signal that set-based sources (EASE, ItemKNN)
+    # ignore: what the user did last
+    columns += _content_similarity(vectors, [history, query.history[-RECENT:], query.history[-1:]], codes, norms)
     return np.column_stack(columns).astype(np.float32) if n else np.zeros((0, len(columns)), np.float32)
 
 
@@ -84,17 +85,34 @@ def _category_overlap(context: Context, history: np.ndarray, codes: np.ndarray) 
     return context.best_category_value(codes, context.category_shares(history)).astype(np.float32)
 
 
-def _content_similarity(vectors: np.ndarray | None, history: np.ndarray, codes: np.ndarray) -> np.ndarray:
-    if vectors is None or not len(history):
-        return np.full(len(codes), np.nan, np.float32)
-    known = history[history < len(vectors)]
-    if not len(known):
-        return np.full(len(codes), np.nan, np.float32)
-    profile = vectors[known].mean(axis=0)
-    profile = profile / max(float(np.linalg.norm(profile)), 1e-12)
+def _content_similarity(
+    vectors: np.ndarray | None, histories: Sequence[np.ndarray], codes: np.ndarray, norms: np.ndarray | None = None
+) -> list[np.ndarray]:
+    """Per history in ``histories``: the cosine between each candidate's vector and the mean of
+    the history's vectors (NaN without vectors or history). The candidates' rows are gathered
+    once for all the histories."""
+    missing = np.full(len(codes), np.nan, np.float32)
+    if vectors is None:
+        return [missing] * len(histories)
+    profiles, wanted = [], []
+    for k, history in enumerate(histories):
+        known = history[history < len(vectors)]
+        if len(known):
+            profile = vectors[known].mean(axis=0)
+            profiles.append(profile / max(float(np.linalg.norm(profile)), 1e-12))
+            wanted.append(k)
+    out = [missing] * len(histories)
+    if not profiles:
+        return out
     inside = codes < len(vectors)
-    out = np.full(len(codes), np.nan, np.float32)
-    candidates = vectors[codes[inside]]
-    norms = np.maximum(np.linalg.norm(candidates, axis=1), 1e-12)
-    out[inside] = (candidates @ profile) / norms
+    rows = codes[inside]
+    candidates = vectors[rows]
+    lengths = np.linalg.norm(candidates, axis=1) if norms is None else norms[rows]
+    lengths = np.maximum(lengths, 1e-12)
+    for profile, k in zip(profiles, wanted, strict=True):
+        values = np.full(len(codes), np.nan, np.float32)
+        # one product per profile, not one matrix product: the same floats as at training
+        # time, bit for bit (LightGBM's split thresholds sit between observed values)
+        values[inside] = (candidates @ profile) / lengths
+        out[k] = values
     return out

@@ -75,11 +75,12 @@ class LightGBMRanker(Ranker):
         super().__init__(config, name=name, **params)
         self._sources: list[Source] = []
         self._vectors: np.ndarray | None = None
+        self._norms: np.ndarray | None = None
 
     # ------------------------------------------------------------------ sources and vectors
     def use_sources(self, sources: Sequence[Source]) -> None:
         self._sources = list(sources)
-        self._vectors = None
+        self._vectors = self._norms = None
 
     def _item_vectors(self) -> np.ndarray | None:
         """The similarity source's item vectors in context codes (zeros where it lacks an item)."""
@@ -101,7 +102,11 @@ class LightGBMRanker(Ranker):
 
     def _matrix(self, queries: Sequence[Resolved], candidates: Sequence[ItemList]) -> np.ndarray:
         vectors = self._item_vectors()
-        rows = [candidate_features(self.context_, q, items, self._source_names(), vectors) for q, items in zip(queries, candidates, strict=True)]
+        if vectors is not None and (self._norms is None or len(self._norms) != len(vectors)):
+            self._norms = np.linalg.norm(vectors, axis=1)  # once per catalog, not per request
+        norms = self._norms if vectors is not None else None
+        names = self._source_names()
+        rows = [candidate_features(self.context_, q, items, names, vectors, norms) for q, items in zip(queries, candidates, strict=True)]
         return np.concatenate(rows) if rows else np.zeros((0, len(self.features_)), np.float32)
 
     def _source_names(self) -> list[str]:
@@ -116,12 +121,12 @@ class LightGBMRanker(Ranker):
         from tastemaker.pipeline.pipeline import FALLBACK
 
         self.features_ = feature_names([s.name for s in sources] + [FALLBACK])
-        saved = (getattr(self, "context_", None), self._sources, self._vectors)
-        self.context_, self._sources, self._vectors = context, list(sources), None
+        saved = (getattr(self, "context_", None), self._sources, self._vectors, self._norms)
+        self.context_, self._sources, self._vectors, self._norms = context, list(sources), None, None
         try:
             return self._matrix(queries, candidates)
         finally:
-            self.context_, self._sources, self._vectors = saved
+            self.context_, self._sources, self._vectors, self._norms = saved
 
     def fit_features(
         self, x: np.ndarray, labels: Sequence[np.ndarray], options: FitOptions, groups: np.ndarray | None = None
@@ -176,7 +181,10 @@ class LightGBMRanker(Ranker):
     # ------------------------------------------------------------------ requests
     def rank(self, queries: Sequence[Query], candidates: Sequence[ItemList]) -> list[ItemList]:
         self._check_fitted()
-        resolved = self.context_.resolve(queries)
+        return self.rank_resolved(self.context_.resolve(queries), candidates)
+
+    def rank_resolved(self, resolved: Sequence[Resolved], candidates: Sequence[ItemList]) -> list[ItemList]:
+        self._check_fitted()
         sizes = [len(c) for c in candidates]
         if not sum(sizes):
             return list(candidates)

@@ -252,7 +252,7 @@ class Pipeline:
                  and not self.rerankers and type(self.explorer) is GreedyExplorer)
         merged = self._candidates(resolved, self.sources, self.fallback, clock, k=n if plain else None)
         with clock("ranker"):
-            ranked = self.ranker.rank(list(queries), merged)
+            ranked = self.ranker.rank_resolved(resolved, merged)
         out = []
         for query, res, items in zip(queries, resolved, ranked, strict=True):
             for k, reranker in enumerate(self.rerankers):
@@ -433,32 +433,32 @@ def merge_candidates(lists: Mapping[str, ItemList]) -> ItemList:
     with ``source_scores``/``source_ranks`` columns per source (NaN / -1 where a source did not
     retrieve the item); ``sources[i]`` is the source that ranked item i best (ties: the
     earlier source). Scores are 0 until a ranker scores them."""
-    position: dict[int, int] = {}
-    codes: list[int] = []
-    ids: list[Any] = []
-    for items in lists.values():
-        for code, item_id in zip(items.item_codes.tolist(), items.item_ids, strict=True):
-            if code not in position:
-                position[code] = len(codes)
-                codes.append(code)
-                ids.append(item_id)
+    names = list(lists)
+    found = [lists[name] for name in names]
+    if not sum(len(items) for items in found):
+        return ItemList(np.zeros(0, dtype=object), np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.float32),
+                        (), (), {name: np.zeros(0, np.float32) for name in names}, {name: np.zeros(0, np.int32) for name in names})
+    # vectorised (a Python loop over a few hundred candidates cost ~0.3 ms per request)
+    every = np.concatenate([items.item_codes for items in found]).astype(np.int64)
+    _, first = np.unique(every, return_index=True)
+    first.sort()  # first appearances, in the order the sources listed them
+    codes = every[first]
+    ids = np.concatenate([np.asarray(items.item_ids, dtype=object) for items in found])[first]
     count = len(codes)
+    sorter = np.argsort(codes)
     source_scores, source_ranks = {}, {}
-    best_rank = np.full(count, np.iinfo(np.int32).max, dtype=np.int64)
-    best_source = [""] * count
-    for name, items in lists.items():
+    all_ranks = np.full((len(names), count), np.iinfo(np.int32).max, dtype=np.int64)
+    for k, (name, items) in enumerate(zip(names, found, strict=True)):
         scores = np.full(count, np.nan, dtype=np.float32)
         ranks = np.full(count, -1, dtype=np.int32)
-        rows = np.fromiter((position[c] for c in items.item_codes.tolist()), dtype=np.int64, count=len(items))
+        rows = sorter[np.searchsorted(codes, items.item_codes, sorter=sorter)]
         scores[rows] = items.scores
         ranks[rows] = np.arange(len(items), dtype=np.int32)
-        better = ranks[rows] < best_rank[rows]
-        for row in rows[better]:
-            best_source[row] = name
-        best_rank[rows[better]] = ranks[rows[better]]
+        all_ranks[k, rows] = ranks[rows]
         source_scores[name], source_ranks[name] = scores, ranks
-    return ItemList(np.asarray(ids, dtype=object), np.asarray(codes, dtype=np.int32), np.zeros(count, dtype=np.float32),
-                    tuple(best_source), (), source_scores, source_ranks)
+    best = np.argmin(all_ranks, axis=0)  # the first of equal ranks: the earlier source
+    return ItemList(ids, codes.astype(np.int32), np.zeros(count, dtype=np.float32),
+                    tuple(names[b] for b in best.tolist()), (), source_scores, source_ranks)
 
 
 def read_pipeline_manifest(path: Path) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from tastemaker.artifact import load_model
 from tastemaker.data.dataset import Dataset
 from tastemaker.index.recommender import IndexedRecommender, has_vectors
-from tastemaker.models.base import Recommender
+from tastemaker.models.base import Recommender, isin_small
 from tastemaker.pipeline.base import Source, StageConfig, top_codes
 from tastemaker.pipeline.context import DAY, Resolved
 from tastemaker.types import FitOptions, ItemList
@@ -143,24 +143,38 @@ class ModelSource(Source):
             self._code_map = cached
         return cached[1]
 
+    def _from_context(self) -> np.ndarray:
+        """Model code of each context code (-1 where the model lacks it), cached like
+        :meth:`_to_context`."""
+        model_items, context_items = self.model_.items_, self.context_.items
+        cached = getattr(self, "_code_map_back", None)
+        if cached is None or cached[0] != (len(model_items), len(context_items)):
+            mapping = model_items.encode(context_items.ids, missing="mark").astype(np.int64)
+            cached = ((len(model_items), len(context_items)), mapping)
+            self._code_map_back = cached
+        return cached[1]
+
     def explain(self, query: Resolved, codes: np.ndarray) -> list[str]:
         """"because you watched X": X is the history item with the largest
         ``model.item_affinity`` to the item (EASE/ItemKNN: its weight; others: cosine)."""
         model = self.model_
-        ids = self.context_.items.decode(codes)
-        history = self.context_.items.decode(query.history[-50:])  # the most recent explain best
-        model_history = model.items_.encode(history, missing="mark")
+        to_model = self._from_context()
+        history = np.asarray(query.history[-50:], dtype=np.int64)  # the most recent explain best
+        model_history = np.where(history < len(to_model), to_model[np.minimum(history, len(to_model) - 1)], -1) if len(history) else history
         known = np.flatnonzero(model_history >= 0)
-        targets = model.items_.encode(ids, missing="mark")
+        codes = np.asarray(codes, dtype=np.int64)
+        targets = np.where(codes < len(to_model), to_model[np.minimum(codes, len(to_model) - 1)], -1) if len(codes) else codes
         if not len(known) or (targets < 0).any():
             return super().explain(query, codes)
         affinity = model.item_affinity(model_history[known], targets)
         if affinity is None:
             return ["recommended for you"] * len(codes)
         reasons = []
+        ids = self.context_.items.ids
         for target, row in zip(targets, np.asarray(affinity), strict=True):
-            best = str(history[known[int(np.argmax(row))]])
-            title = self.context_.titles[self.context_.items.code(best)] or best
+            code = int(history[known[int(np.argmax(row))]])
+            best = str(ids[code])
+            title = self.context_.titles[code] or best
             verb = history_verb(query, best)
             if target >= self.trained_items_:  # added after training: placed by its content
                 reasons.append(f"new item like {title}, which you {verb}")
@@ -322,20 +336,23 @@ class PopularitySource(Source):
 
     def explain(self, query: Resolved, codes: np.ndarray) -> list[str]:
         ctx = self.context_
+        if self.config.mode == "trending":
+            return ["trending now"] * len(codes)
+        names = ctx.category_names
+        cats = ctx.categories
+        if self.config.mode == "category":
+            # how many history items are in each category, counted once for all the items
+            counts = ctx.category_shares(query.history) * len(query.history)
         out = []
-        for code in codes:
-            cats = ctx.item_categories(int(code))
-            if self.config.mode == "trending":
-                out.append("trending now")
-            elif self.config.mode == "category" and cats:
-                counts = {c: 0 for c in cats}
-                for h in query.history:
-                    for c in ctx.item_categories(int(h)):
-                        if c in counts:
-                            counts[c] += 1
-                out.append(f"popular in {max(counts, key=lambda c: counts[c])}, which you like")
+        for code in np.asarray(codes, dtype=np.int64):
+            own = cats.indices[cats.indptr[code] : cats.indptr[code + 1]]
+            if not len(own):
+                out.append("popular right now")
+            elif self.config.mode == "category":
+                # the item's category the history holds most (ties: the item's first listed)
+                out.append(f"popular in {names[own[int(np.argmax(counts[own]))]]}, which you like")
             else:
-                out.append(f"popular in {cats[0]}" if cats else "popular right now")
+                out.append(f"popular in {names[own[0]]}")
         return out
 
     def _grow(self) -> None:
@@ -355,7 +372,7 @@ def _first_unblocked(order: np.ndarray, blocked: np.ndarray, k: int) -> np.ndarr
     if not len(blocked):
         return order[:k]
     head = order[: min(len(order), k + len(blocked))]  # enough, however many of them are blocked
-    return head[~np.isin(head, blocked)][:k]
+    return head[~isin_small(head, blocked)][:k]
 
 
 # ---------------------------------------------------------------------- fresh items

@@ -27,6 +27,7 @@ import shutil
 import threading
 import time
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -231,18 +232,20 @@ class Engine:
 
     def recommend(
         self, store: Store, request: Request, catalog: CatalogView, history_limit: int = 500,
-        timings: dict[str, float] | None = None,
+        timings: dict[str, float] | None = None, gate: AbstractContextManager[Any] | None = None,
     ) -> list[Recommendation]:
         """The explained top-n for a request; falls back to popular/fresh items and says so.
         ``history_limit`` bounds the distinct items read of the user's history; ``timings``
-        receives the seconds spent in each pipeline stage."""
+        receives the seconds spent in each pipeline stage; ``gate`` (e.g. a semaphore) is held
+        while the pipeline scores (not while the store is read)."""
         pipeline = self.pipeline  # one consistent pipeline for the whole request
         query, history = self.query(store, request, catalog, history_limit)
         if pipeline is None:
             blocked = set(query.exclude)
             allowed = None if query.include is None else set(query.include)
             return self._fallback(catalog, request, blocked, allowed, "no trained model yet")
-        (items,) = pipeline.recommend([query], n=request.n, timings=timings)
+        with gate if gate is not None else nullcontext():
+            (items,) = pipeline.recommend([query], n=request.n, timings=timings)
         return self._out(items, catalog)
 
     def similar(self, item_id: str, n: int, catalog: CatalogView) -> list[Recommendation]:

@@ -43,6 +43,8 @@ class TrainingError(TastemakerError):
 class Service:
     def __init__(self, settings: Settings, warn_if_open: bool = True) -> None:
         self.settings = settings
+        # how many requests score at once (see Settings.scoring_concurrency)
+        self._scoring = threading.BoundedSemaphore(settings.scoring_concurrency)
         #: the app's per-stage latency histogram (labels: stage); None outside an app
         self.stage_histogram: Any = None
         # A request is one small matrix-vector product: BLAS threads only add contention.
@@ -159,13 +161,13 @@ class Service:
         experiment = self._experiment_for(request)
         if experiment is None:
             engine = self.engine
-            return engine.recommend(self.store, request, self.catalog, self.settings.history_limit, timings), engine.version, None, None
+            return engine.recommend(self.store, request, self.catalog, self.settings.history_limit, timings, self._scoring), engine.version, None, None
         if request.user_id is None:
             raise ValueError("experiments need a user id")
         if experiment.name.startswith("interleave"):
             a, b = (self.engine_for(v.model_version) for v in experiment.variants[:2])
-            list_a = a.recommend(self.store, request, self.catalog, self.settings.history_limit, timings)
-            list_b = b.recommend(self.store, request, self.catalog, self.settings.history_limit, timings)
+            list_a = a.recommend(self.store, request, self.catalog, self.settings.history_limit, timings, self._scoring)
+            list_b = b.recommend(self.store, request, self.catalog, self.settings.history_limit, timings, self._scoring)
             rng = random.Random(f"{request.user_id}:{time.time_ns()}")
             ids, teams = team_draft([r.item_id for r in list_a], [r.item_id for r in list_b], request.n, rng)
             by_id = {r.item_id: r for r in list_b} | {r.item_id: r for r in list_a}
@@ -173,7 +175,7 @@ class Service:
         variant_name = self.store.assign(experiment.name, request.user_id, assign_variant(experiment, request.user_id))  # type: ignore[attr-defined]
         variant = next(v for v in experiment.variants if v.name == variant_name)
         engine = self.engine_for(variant.model_version)
-        return engine.recommend(self.store, request, self.catalog, self.settings.history_limit, timings), engine.version, variant_name, None
+        return engine.recommend(self.store, request, self.catalog, self.settings.history_limit, timings, self._scoring), engine.version, variant_name, None
 
     def _experiment_for(self, request: Request) -> Experiment | None:
         name = request.context.get("experiment") if request.context else None

@@ -107,6 +107,16 @@ class Settings(BaseModel):
     history_limit: int = Field(500, ge=1)
     ann_exact_below: int = Field(20_000, ge=0)
     threads: int = Field(1, ge=1)  # BLAS/OpenMP threads per process: 1 keeps single requests fast
+    # Python's GIL switch interval in the server process (ms). A request thread that comes back
+    # from SQLite, FAISS or LightGBM (all release the GIL) waits up to this long behind another
+    # request's Python code; Python's 5 ms default put ~2 ms on p99 at 2 connections
+    # (benchmarks/serving.py --pipeline).
+    gil_switch_interval_ms: float = Field(1.0, gt=0, le=100)
+    # How many requests run the pipeline at once (the store is read outside this limit). Its
+    # Python code holds the GIL, so two requests scoring together take turns anyway and the
+    # switching costs: at 2 connections 1 gave 248 req/s against 232. Raise it for models
+    # whose scoring is mostly in BLAS calls (which release the GIL) with `threads` > 1 cores.
+    scoring_concurrency: int = Field(1, ge=1, le=1024)
     training: TrainingSettings = TrainingSettings()
     experiments: list[Experiment] = []
 
