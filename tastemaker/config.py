@@ -106,7 +106,7 @@ STAGES: dict[str, dict[str, str]] = {
         "calibration": "tastemaker.rerank.calibration:CalibrationReranker",
         "popularity": "tastemaker.rerank.popularity:PopularityReranker",
     },
-    "explorer": {"greedy": "tastemaker.pipeline.explore:GreedyExplorer"},
+    "explorer": {"greedy": "tastemaker.pipeline.explore:GreedyExplorer", "bandit": "tastemaker.pipeline.explore:BanditExplorer"},
 }
 
 

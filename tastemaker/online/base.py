@@ -153,10 +153,15 @@ class Policy(ABC):
         return f"{type(self).__name__}({params})"
 
     # ------------------------------------------------------------------ decisions
-    def select(self, context: np.ndarray | None, arms: Arms, k: int, *, explore: float = 1.0) -> Selection:
+    def select(
+        self, context: np.ndarray | None, arms: Arms, k: int, *, explore: float = 1.0, rng: np.random.Generator | None = None
+    ) -> Selection:
         """Choose ``min(k, len(arms))`` distinct arms, in display order, with their propensities.
         ``explore`` scales this decision's exploration (UCB's bonus, epsilon, the posterior's
-        spread): the novelty intent of the user and session (1 = as configured, 0 = greedy)."""
+        spread): the novelty intent of the user and session (1 = as configured, 0 = greedy).
+        ``rng``: the decision's random draws (default: the policy's own seeded generator; a
+        service passes one derived from the request, so a repeated request gets the same slate
+        until the policy learns something)."""
         context = self._check_context(context, arms)
         self._explore = self._check_explore(explore)
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
@@ -164,7 +169,7 @@ class Policy(ABC):
         k = min(int(k), len(arms))
         if k == 0:
             return Selection(np.zeros(0, np.int64), np.zeros(0, dtype=object), np.zeros(0), self.name, self.version)
-        rows = np.asarray(self._slate(context, arms, k, self.rng), dtype=np.int64)
+        rows = np.asarray(self._slate(context, arms, k, self.rng if rng is None else rng), dtype=np.int64)
         if self.deterministic:
             propensities = np.ones(k)
         else:
@@ -178,7 +183,8 @@ class Policy(ABC):
         """(len(arms), k): P(arm i at position p) under the current state. Deterministic
         policies: exact (one 1 per position). Others: the share of ``draws`` simulated slates
         (``config.propensity_draws`` by default), from a generator derived from the policy's
-        seed and version, so the answer is reproducible and the policy's own draws are untouched."""
+        seed and version: the same state gives the same answer, and the policy's own draws are
+        untouched."""
         context = self._check_context(context, arms)
         self._explore = self._check_explore(explore)
         k = min(int(k), len(arms))
@@ -190,7 +196,7 @@ class Policy(ABC):
             out[rows, np.arange(k)] = 1.0
             return out
         draws = draws or self.config.propensity_draws
-        rng = np.random.default_rng([self.seed, self.version, self.decisions, 1])
+        rng = np.random.default_rng([self.seed, self.version, 1])
         for _ in range(draws):
             rows = self._slate(context, arms, k, rng)
             out[rows, np.arange(k)] += 1.0

@@ -163,6 +163,9 @@ class Explorer(Stage):
     def update(self, feedback: Sequence[Any]) -> None:  # noqa: B027 - a fixed explorer learns nothing
         """Learn from what happened to shown slates (clicks, conversions)."""
 
+    def use_sources(self, sources: Sequence[Source]) -> None:  # noqa: B027 - most explorers need none
+        """The pipeline's (fitted) sources, for explorers that read a source's vectors."""
+
 
 def top_codes(scores: np.ndarray, k: int, query: Resolved) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` best finite scores of one row for ``query`` (its blocked codes left out, only

@@ -173,7 +173,7 @@ class Pipeline:
                 stage.fit(dataset, self.context_, options)
         if self.ranker.learned:
             self.ranker.bind(self.context_)
-        for stage in (self.ranker, *self.rerankers):
+        for stage in (self.ranker, *self.rerankers, self.explorer):
             stage.use_sources(self.sources)
         return self
 
@@ -423,7 +423,7 @@ class Pipeline:
         )
         pipeline.fallback = built["fallback"][0]  # type: ignore[assignment]
         pipeline.context_ = context
-        for stage in (pipeline.ranker, *pipeline.rerankers):
+        for stage in (pipeline.ranker, *pipeline.rerankers, pipeline.explorer):
             stage.use_sources(pipeline.sources)
         return pipeline
 

@@ -24,7 +24,7 @@ from tastemaker.index.recommender import IndexedRecommender, has_vectors
 from tastemaker.models.base import Recommender, isin_small
 from tastemaker.pipeline.base import Source, StageConfig, top_codes
 from tastemaker.pipeline.context import DAY, Resolved
-from tastemaker.types import FitOptions, ItemList
+from tastemaker.types import FitOptions, ItemList, Query
 
 #: How explanations word a history item's event type ("because you watched X").
 VERBS = {
@@ -153,6 +153,26 @@ class ModelSource(Source):
             cached = ((len(model_items), len(context_items)), mapping)
             self._code_map_back = cached
         return cached[1]
+
+    def model_rows(self, codes: np.ndarray) -> np.ndarray:
+        """The model's item code of each context code in ``codes`` (-1 where it has none)."""
+        to_model = self._from_context()
+        codes = np.asarray(codes, dtype=np.int64)
+        return np.where(codes < len(to_model), to_model[np.minimum(codes, len(to_model) - 1)], -1) if len(codes) else codes
+
+    def vectors(self, queries: Sequence[Query], codes: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """(user vectors (len(queries), d), item vectors (len(codes), d): zero rows for items
+        the model lacks) of a vector model, as the model itself scores them; None for a model
+        without vectors (EASE, ItemKNN)."""
+        model: Any = self.model_
+        if not has_vectors(model):
+            return None
+        users = np.asarray(model.user_vectors(model.resolve(list(queries))), dtype=np.float64)
+        items = np.asarray(model.item_vectors(), dtype=np.float64)
+        rows = self.model_rows(codes)
+        rows = np.where(rows < len(items), rows, -1)
+        block = np.where((rows >= 0)[:, None], items[np.maximum(rows, 0)], 0.0)
+        return users, block
 
     def explain(self, query: Resolved, codes: np.ndarray) -> list[str]:
         """"because you watched X": X is the history item with the largest
