@@ -18,6 +18,7 @@ reads of the user is :meth:`~tastemaker.store.base.SQLStore.recent_items`: the l
 from __future__ import annotations
 
 import copy
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -37,6 +38,7 @@ import numpy as np
 from tastemaker.errors import ArtifactError
 from tastemaker.pipeline import Pipeline, is_pipeline
 from tastemaker.pipeline.pipeline import read_pipeline_manifest
+from tastemaker.pipeline.explore import GreedyExplorer
 from tastemaker.protocols import EXPOSURE_TYPES, Event, Item, Store
 from tastemaker.types import ItemList, Query
 
@@ -50,6 +52,11 @@ class Recommendation:
     source: str
     reason: str
     title: str = ""
+    #: P(the explorer shows this item at this position) and the explorer's policy (the
+    #: impression log carries both, for off-policy evaluation)
+    propensity: float = 1.0
+    policy: str = "greedy"
+    policy_version: str = "0"
 
 
 @dataclass(frozen=True)
@@ -245,8 +252,12 @@ class Engine:
             allowed = None if query.include is None else set(query.include)
             return self._fallback(catalog, request, blocked, allowed, "no trained model yet")
         with gate if gate is not None else nullcontext():
-            (items,) = pipeline.recommend([query], n=request.n, timings=timings)
-        return self._out(items, catalog)
+            (slate,) = pipeline.slates([query], n=request.n, timings=timings)
+        out = self._out(slate.items, catalog)
+        if not isinstance(pipeline.explorer, GreedyExplorer):
+            out = [dataclasses.replace(r, propensity=float(p), policy=slate.policy, policy_version=slate.policy_version)
+                   for r, p in zip(out, slate.propensities, strict=True)]
+        return out
 
     def similar(self, item_id: str, n: int, catalog: CatalogView) -> list[Recommendation]:
         """Items like ``item_id`` (a one-item session). ``KeyError`` when the catalog has no

@@ -195,6 +195,8 @@ class RecommendationOut(BaseModel):
     source: str
     reason: str
     team: str | None = None
+    #: P(the explorer shows this item at this position): 1 unless a bandit explored here
+    propensity: float = 1.0
 
 
 class RecommendationsOut(BaseModel):
@@ -202,6 +204,9 @@ class RecommendationsOut(BaseModel):
     model_version: str | None
     variant: str | None = None
     request_id: str
+    #: the explorer's policy and its version ("greedy" when nothing explores)
+    policy: str = "greedy"
+    policy_version: str = "0"
     items: list[RecommendationOut]
 
 

@@ -27,6 +27,7 @@ from tastemaker.eval.protocols import selection_metrics
 from tastemaker.protocols import EXPOSURE_TYPES, Event, Item
 from tastemaker.serve.auth import Authenticator
 from tastemaker.serve.engine import CatalogView, Engine, ModelRegistry, Recommendation, Request
+from tastemaker.serve.online import OnlineLearner
 from tastemaker.serve.experiments import assign_variant, team_draft
 from tastemaker.serve.settings import Experiment, Settings
 from tastemaker.store import import_dataset, open_store
@@ -63,6 +64,9 @@ class Service:
         active = self.registry.active()
         if active:
             self.engine = self._load(active)
+        # a bandit explorer learns from the event log: snapshot + replay, exactly once
+        self.online = OnlineLearner(self.store, settings.online_rewards)
+        self.online.attach(self.engine)
         self._train_lock = threading.Lock()
         self.training: dict[str, Any] = {"state": "idle"}
         self._stop = threading.Event()
@@ -79,6 +83,7 @@ class Service:
         self._stop.set()
         if self._scheduler is not None:
             self._scheduler.join(timeout=5)
+        self.online.close()
         self.store.close()
 
     def _schedule(self, interval: float) -> None:
@@ -135,6 +140,7 @@ class Service:
         # when some were skipped only the events without a client id (never skipped) count
         counted = events if written == len(events) else [e for e in events if e.event_id is None]
         self.catalog.count([e.item_id for e in counted if e.event_type not in EXPOSURE_TYPES])
+        self.online.catch_up()  # a click teaches the explorer before this call returns
         return written
 
     # ------------------------------------------------------------------ recommendations
@@ -185,17 +191,27 @@ class Service:
         return None
 
     def log_impressions(self, user_id: str | None, request_id: str, items: Sequence[Recommendation], variant: str | None, teams: Sequence[str] | None) -> None:
-        """Experiment traffic logs what was shown, so click-through can be computed."""
-        if user_id is None or variant is None:
+        """Log what was shown: for experiments (so click-through can be computed per variant)
+        and for a bandit explorer (each item with its position, propensity, policy and policy
+        version: what the policy learns from and off-policy evaluation reads). Anonymous
+        sessions are not logged (the store keys events by user)."""
+        explored = bool(items) and items[0].policy != "greedy"
+        if user_id is None or (variant is None and not explored):
             return
         now = time.time()
-        self.store.append_events(
-            [
-                Event(user_id, r.item_id, EXPOSURE_TYPES[0], 1.0, now,
-                      {"request_id": request_id, "variant": variant} | ({"team": teams[k]} if teams else {}))
-                for k, r in enumerate(items)
-            ]
-        )
+        events = []
+        for k, r in enumerate(items):
+            context: dict[str, Any] = {"request_id": request_id, "position": k}
+            if variant is not None:
+                context["variant"] = variant
+            if teams:
+                context["team"] = teams[k]
+            if explored:
+                context |= {"propensity": r.propensity, "policy": r.policy, "policy_version": r.policy_version}
+            events.append(Event(user_id, r.item_id, EXPOSURE_TYPES[0], 1.0, now, context))
+        self.store.append_events(events)
+        if explored:
+            self.online.catch_up()
 
     def import_dataset(self, data: Dataset, batch: int = 50_000, progress: bool = False) -> int:
         """Load a dataset's catalog, users and events into the store (e.g. to start a demo or
@@ -352,6 +368,7 @@ class Service:
         engine = self._load(version)  # load fully before anyone can see it
         self.registry.activate(version)
         self.engine = engine  # the swap: one reference assignment
+        self.online.attach(engine)
         return True
 
     def rollback(self) -> str:
@@ -361,6 +378,7 @@ class Service:
         engine = self._load(version)
         self.registry.rollback(version)
         self.engine = engine
+        self.online.attach(engine)
         return version
 
     def status(self) -> dict[str, Any]:

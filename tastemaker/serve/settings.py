@@ -117,6 +117,8 @@ class Settings(BaseModel):
     # switching costs: at 2 connections 1 gave 248 req/s against 232. Raise it for models
     # whose scoring is mostly in BLAS calls (which release the GIL) with `threads` > 1 cores.
     scoring_concurrency: int = Field(1, ge=1, le=1024)
+    # A bandit explorer's reward per event type (an event on an item it showed the user).
+    online_rewards: dict[str, float] = {"click": 1.0, "conversion": 1.0}
     training: TrainingSettings = TrainingSettings()
     experiments: list[Experiment] = []
 

@@ -481,6 +481,25 @@ class SQLStore(ABC):
             row = cur.execute(self._sql("SELECT attributes FROM users WHERE user_id = ?"), (user_id,)).fetchone()
         return None if row is None else dict(decode_json(row[0]))
 
+    # ------------------------------------------------------------------ named states
+    def put_state(self, name: str, value: str) -> None:
+        """Store ``value`` (text, e.g. JSON) under ``name``, replacing what was there: durable
+        state that is not an event, such as an online policy's snapshot."""
+        check_text(name, "name", required=True)
+        if not isinstance(value, str):
+            raise ValueError(f"state {name!r}: the value must be text, got {type(value).__name__}")
+        sql = ("INSERT INTO states (name, value, updated_at) VALUES (?, ?, ?) "
+               "ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at")
+        with self._write() as cur:
+            cur.execute(self._sql(sql), (name, value, time.time()))
+
+    def get_state(self, name: str) -> str | None:
+        """What :meth:`put_state` stored under ``name`` (None if nothing)."""
+        check_text(name, "name", required=True)
+        with self._read() as cur:
+            row = cur.execute(self._sql("SELECT value FROM states WHERE name = ?"), (name,)).fetchone()
+        return None if row is None else str(row[0])
+
     # ------------------------------------------------------------------ experiments
     def assign(self, experiment: str, user_id: str, variant: str) -> str:
         """Assign the user to ``variant`` unless already assigned; returns the stored variant.

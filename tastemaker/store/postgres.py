@@ -60,6 +60,11 @@ _DDL = (
         assigned_at DOUBLE PRECISION NOT NULL,
         PRIMARY KEY (experiment, user_id)
     )""",
+    """CREATE TABLE IF NOT EXISTS states (
+        name TEXT PRIMARY KEY,
+        value TEXT NOT NULL,
+        updated_at DOUBLE PRECISION NOT NULL
+    )""",
 )
 
 _INSERT_EVENT = f"INSERT INTO events ({EVENT_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING"

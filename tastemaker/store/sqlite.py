@@ -62,6 +62,11 @@ _DDL = (
         assigned_at REAL NOT NULL,
         PRIMARY KEY (experiment, user_id)
     )""",
+    """CREATE TABLE IF NOT EXISTS states (
+        name TEXT PRIMARY KEY,
+        value TEXT NOT NULL,
+        updated_at REAL NOT NULL
+    )""",
 )
 
 # ON CONFLICT DO NOTHING (no target: any unique index) skips a retried (user_id, client_id).

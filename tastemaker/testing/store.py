@@ -303,6 +303,18 @@ class StoreConformance:
         assert store.assign("other", "u1", "B") == "B"
         assert store.assignment("exp", "u2") is None
 
+    def test_named_states_round_trip_and_replace(self, store: SQLStore) -> None:
+        assert store.get_state("policy:v1") is None
+        store.put_state("policy:v1", '{"a": 1}')
+        store.put_state("policy:v2", "Zürich ✓")
+        store.put_state("policy:v1", '{"a": 2}')
+        assert store.get_state("policy:v1") == '{"a": 2}'
+        assert store.get_state("policy:v2") == "Zürich ✓"
+        with pytest.raises(ValueError, match="name"):
+            store.put_state("", "x")
+        with pytest.raises(ValueError, match="must be text"):
+            store.put_state("n", 3)  # type: ignore[arg-type]
+
     def test_variant_stats_known_answer(self, store: SQLStore) -> None:
         for user, variant in [("a1", "A"), ("a2", "A"), ("b1", "B"), ("c1", "C")]:
             store.assign("exp", user, variant)

@@ -28,6 +28,7 @@ def _respond(service: Service, request: Request) -> Response:
     service.log_impressions(request.user_id, request_id, items, variant, teams)
     out = RecommendationsOut(
         user_id=request.user_id, model_version=version, variant=variant, request_id=request_id,
+        policy=items[0].policy if items else "greedy", policy_version=items[0].policy_version if items else "0",
         items=[_out(r, teams[k] if teams else None) for k, r in enumerate(items)],
     )
     # the model is validated once, here; returning a Response spares FastAPI validating and
@@ -36,7 +37,8 @@ def _respond(service: Service, request: Request) -> Response:
 
 
 def _out(r: Recommendation, team: str | None) -> RecommendationOut:
-    return RecommendationOut(item_id=r.item_id, title=r.title, score=r.score, source=r.source, reason=r.reason, team=team)
+    return RecommendationOut(item_id=r.item_id, title=r.title, score=r.score, source=r.source, reason=r.reason, team=team,
+                             propensity=r.propensity)
 
 
 @router.get("/users/{user_id}/recommendations", response_model=RecommendationsOut, dependencies=[Depends(require("read"))])
