@@ -206,8 +206,8 @@ class Service:
                 context["variant"] = variant
             if teams:
                 context["team"] = teams[k]
-            if explored:
-                context |= {"propensity": r.propensity, "policy": r.policy, "policy_version": r.policy_version}
+            # every logged impression says who chose it and how likely it was: OPE reads them
+            context |= {"propensity": r.propensity, "policy": r.policy, "policy_version": r.policy_version}
             events.append(Event(user_id, r.item_id, EXPOSURE_TYPES[0], 1.0, now, context))
         self.store.append_events(events)
         if explored:
