@@ -115,6 +115,10 @@ class BetaConfig(PolicyConfig):
     #: Beta prior: alpha0 pseudo-successes and beta0 pseudo-failures per arm
     alpha0: float = Field(1.0, gt=0)
     beta0: float = Field(1.0, gt=0)
+    #: the offline hybrid for Beta posteriors: an arm's prior score, read as a click rate
+    #: (clipped to [0, 1]), adds ``prior_strength`` pseudo-impressions at that rate (0: off,
+    #: the classic uniform prior, under which an arm never shown looks as good as a coin)
+    prior_strength: float = Field(0.0, ge=0)
 
 
 class BetaThompson(Policy):
@@ -124,7 +128,7 @@ class BetaThompson(Policy):
 
     def _posterior(self, arms: Arms, rng: np.random.Generator, size: int | None = None) -> np.ndarray:
         n, r = self.counts(arms)
-        return _beta_draws(self.config, n, r, rng, self._explore, size)
+        return _beta_draws(self.config, n, r, rng, self._explore, size, arms.prior)
 
     def _scores(self, context: np.ndarray | None, arms: Arms, rng: np.random.Generator) -> np.ndarray:
         return self._posterior(arms, rng)
@@ -158,29 +162,38 @@ class PositionThompson(BetaThompson):
         return f"{feedback.arm_id}@{feedback.position}"
 
     def _position_counts(self, arms: Arms, position: int) -> tuple[np.ndarray, np.ndarray]:
-        n, r = np.zeros(len(arms)), np.zeros(len(arms))
-        for i, key in enumerate(arms.ids):
-            s = self.stats.get(f"{key}@{position}")
-            if s is not None:
-                n[i], r[i] = s[0], s[1]
-        return n, r
+        memo = getattr(self, "_position_memo", None)
+        if memo is None or memo[0] is not arms or memo[1] != self.version:
+            memo = self._position_memo = (arms, self.version, {})  # holds arms: its id cannot be reused
+        if position not in memo[2]:
+            n, r = np.zeros(len(arms)), np.zeros(len(arms))
+            for i, key in enumerate(arms.ids):
+                s = self.stats.get(f"{key}@{position}")
+                if s is not None:
+                    n[i], r[i] = s[0], s[1]
+            memo[2][position] = (n, r)
+        return memo[2][position]
 
     def _slate(self, context: np.ndarray | None, arms: Arms, k: int, rng: np.random.Generator) -> np.ndarray:
         shown: list[int] = []
         for position in range(k):
             n, r = self._position_counts(arms, position)
-            draw = _beta_draws(self.config, n, r, rng, self._explore)
+            draw = _beta_draws(self.config, n, r, rng, self._explore, None, arms.prior)
             draw[shown] = -np.inf  # no duplicates: the position's best arm not shown yet
             shown.append(int(best_rows(draw, arms, 1)[0]))
         return np.asarray(shown, dtype=np.int64)
 
 
 def _beta_draws(config: BetaConfig, n: np.ndarray, r: np.ndarray, rng: np.random.Generator, explore: float,
-                size: int | None = None) -> np.ndarray:
-    """Posterior draws Beta(alpha0 + r, beta0 + n - r) per arm; ``explore`` scales the draws'
+                size: int | None = None, prior: np.ndarray | None = None) -> np.ndarray:
+    """Posterior draws Beta(alpha0 + m·p + r, beta0 + m·(1 - p) + n - r) per arm (m =
+    ``prior_strength``, p the arm's prior clipped to [0, 1]); ``explore`` scales the draws'
     spread around the posterior mean (1: the posterior itself, 0: its mean)."""
     successes = np.clip(r, 0.0, n)  # rewards beyond 1 per impression would leave Beta's support
     a, b = config.alpha0 + successes, config.beta0 + n - successes
+    if config.prior_strength > 0 and prior is not None:
+        p = np.clip(np.nan_to_num(prior, nan=0.0, neginf=0.0, posinf=1.0), 0.0, 1.0)
+        a, b = a + config.prior_strength * p, b + config.prior_strength * (1.0 - p)
     shape = (len(n),) if size is None else (size, len(n))
     draws = rng.beta(a, b, size=shape)
     if explore != 1.0:

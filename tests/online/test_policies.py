@@ -191,3 +191,11 @@ def test_exploration_scale_zero_is_greedy() -> None:
         assert all(g == greedy[0] for g in greedy)
     with pytest.raises(PolicyError, match="explore"):
         UCB1().select(None, arms, 2, explore=-1.0)
+
+
+def test_beta_prior_strength_reads_the_prior_as_a_click_rate() -> None:
+    arms = Arms.of(["a", "b"], prior=np.array([0.9, 0.1]))
+    plain, hybrid = BetaThompson(seed=0), BetaThompson(seed=0, prior_strength=200.0)
+    draws = np.array([hybrid._scores(None, arms, hybrid.rng) for _ in range(200)])
+    np.testing.assert_allclose(draws.mean(axis=0), [(1 + 180) / 202, (1 + 20) / 202], atol=0.01)
+    assert plain.distribution(None, arms, 1)[0, 0] == pytest.approx(0.5, abs=0.1)  # uniform prior: a coin
