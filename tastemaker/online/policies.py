@@ -32,7 +32,7 @@ shown scores what the offline model says (xᵀv_a) plus its exploration bonus:
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import Field
@@ -210,6 +210,12 @@ class LinearConfig(PolicyConfig):
     reg: float = Field(1.0, gt=0)
     #: shrink each arm towards its item vector (the offline model's view) instead of 0
     prior: bool = True
+    #: the factor c that puts the offline score xᵀv in reward units (the prior is θ_a = c·v_a).
+    #: "auto": fitted per decision by least squares to the arms' prior scores (right when those
+    #: are calibrated, e.g. clicks per impression); an uncalibrated prior (a raw dot product
+    #: of 0.3 where one item's click rate is 0.02) makes every shown arm look worse than
+    #: the unseen ones, and the policy explores for ever
+    prior_scale: float | Literal["auto"] = 1.0
 
 
 class _Linear(Policy):
@@ -249,10 +255,16 @@ class _Linear(Policy):
         second = s[1 : 1 + d * d].reshape(d, d) if self.full else s[1 : 1 + d]
         return float(s[0]), second, s[-d:]
 
-    def _prior(self, arms: Arms, d: int) -> np.ndarray:
-        if self.config.prior and arms.features is not None:
-            return arms.features
-        return np.zeros((len(arms), d))
+    def _prior(self, arms: Arms, x: np.ndarray) -> np.ndarray:
+        if not self.config.prior or arms.features is None:
+            return np.zeros((len(arms), len(x)))
+        scale = self.config.prior_scale
+        if scale == "auto":
+            offline = arms.features @ x
+            usable = np.isfinite(arms.prior) if arms.prior is not None else np.zeros(len(arms), bool)
+            denom = float(offline[usable] @ offline[usable])
+            scale = float(arms.prior[usable] @ offline[usable]) / denom if denom > 0 else 1.0  # type: ignore[index]
+        return float(scale) * arms.features
 
     def estimates(self, context: np.ndarray, arms: Arms) -> tuple[np.ndarray, np.ndarray]:
         """Per arm: (θ_aᵀx, sqrt(xᵀA_a⁻¹x)), the mean reward estimate and its uncertainty.
@@ -267,8 +279,8 @@ class _Linear(Policy):
         return mean, width
 
     def _estimates(self, x: np.ndarray, arms: Arms) -> tuple[np.ndarray, np.ndarray]:
-        d, lam = len(x), self.config.reg
-        prior = self._prior(arms, d)
+        lam = self.config.reg
+        prior = self._prior(arms, x)
         mean = prior @ x  # arms never seen: the prior alone (A = λI)
         width = np.full(len(arms), np.sqrt(x @ x / lam))
         for i, key in enumerate(arms.ids):

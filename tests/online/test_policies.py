@@ -199,3 +199,12 @@ def test_beta_prior_strength_reads_the_prior_as_a_click_rate() -> None:
     draws = np.array([hybrid._scores(None, arms, hybrid.rng) for _ in range(200)])
     np.testing.assert_allclose(draws.mean(axis=0), [(1 + 180) / 202, (1 + 20) / 202], atol=0.01)
     assert plain.distribution(None, arms, 1)[0, 0] == pytest.approx(0.5, abs=0.1)  # uniform prior: a coin
+
+
+def test_auto_prior_scale_puts_the_offline_score_in_the_priors_units() -> None:
+    rng = np.random.default_rng(3)
+    v, x = rng.normal(size=(6, 4)), rng.normal(size=4)
+    arms = Arms.of([f"a{i}" for i in range(6)], v, 0.02 * (v @ x))  # a calibrated prior: 2% of the dot product
+    mean, _ = LinUCB(prior_scale="auto").estimates(x, arms)
+    np.testing.assert_allclose(mean, 0.02 * (v @ x))
+    np.testing.assert_allclose(LinUCB().estimates(x, arms)[0], v @ x)  # scale 1: the raw dot product
