@@ -42,7 +42,10 @@ class BanditExplorerConfig(StageConfig):
     ``novelty``: scale exploration by the user's novelty intent
     (:mod:`tastemaker.online.novelty`), within [``explore_low``, ``explore_high``], and give
     candidates from categories new to the user a bonus of up to ``novelty_weight`` on the
-    prior (the ranker's score, min-max normalised over the pool)."""
+    prior. The **prior** an arm gets is the ranker's score min-max normalised over the pool
+    times ``top_click_rate`` (the click rate you expect of the best-ranked pool item): a
+    click rate, which is what the policies' offline hybrids read (``prior_strength`` of the
+    Beta policies, ``prior_scale = "auto"`` of the linear ones)."""
 
     policy: str = "diag-linucb"
     params: dict[str, Any] = {}
@@ -54,6 +57,7 @@ class BanditExplorerConfig(StageConfig):
     session: int = Field(10, ge=1)
     explore_low: float = Field(0.25, ge=0)
     explore_high: float = Field(1.75, ge=0)
+    top_click_rate: float = Field(0.05, gt=0, le=1)
     seed: int = 0
 
     @model_validator(mode="after")
@@ -127,7 +131,7 @@ class BanditExplorer(Explorer):
             g = novelty_intent(resolved.history, self.context_.categories, self.config.session)
             explore = self.config.explore_low + (self.config.explore_high - self.config.explore_low) * g
             prior = prior + self.config.novelty_weight * g * new_to_user(resolved.history, pool.item_codes, self.context_.categories)
-        arms = Arms.of(pool.item_ids, features, prior)
+        arms = Arms.of(pool.item_ids, features, self.config.top_click_rate * prior)
         with self._lock:
             # the decision's draws come from (seed, policy version, who asks): a repeated request
             # gets the same slate until the policy learns something, and batch equals single

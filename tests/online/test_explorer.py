@@ -93,3 +93,16 @@ def test_novelty_intent_scales_exploration() -> None:
     assert novelty_propensities(np.array([0, 1, 0, 1]), cats) == (0.0, 0.0)
     assert novelty_propensities(np.array([2]), cats) == (0.5, 0.5)
     assert new_to_user(np.array([0, 1]), np.array([0, 2, 3]), cats).tolist() == [False, True, True]
+
+
+def test_the_shipped_bandit_pipeline_trains_and_explores() -> None:
+    from tastemaker.data.loaders.movielens import load_movielens_latest_small
+    from tastemaker.pipeline.config import load_pipeline_config
+
+    data = load_movielens_latest_small()
+    small = data.with_interactions(data.interactions[data.interactions["user"] < 60])
+    pipeline = load_pipeline_config("bandit").fit(small, OPTIONS)
+    slate = pipeline.slates([Query(user=str(small.users.ids[3]))], n=10)[0]
+    assert slate.policy == "bandit:diag-linucb" and len(slate) == 10
+    assert (slate.propensities == 1).all()  # Diag-LinUCB is deterministic: propensity 1 everywhere
+    assert slate.items.sources[8:] == ("bandit", "bandit")
