@@ -23,6 +23,7 @@ from tastemaker.data.loaders.amazon import load_amazon2018
 from tastemaker.data.loaders.lastfm import load_lastfm_2k
 from tastemaker.data.loaders.movielens import load_movielens_1m, load_movielens_100k, load_movielens_latest_small
 from tastemaker.data.loaders.obd import load_open_bandit
+from tastemaker.data.loaders.dialogues import load_dialogues
 from tastemaker.data.loaders.redial import load_redial
 from tastemaker.data.loaders.s3rec import load_s3rec
 from tastemaker.data.loaders.sasrec import load_sasrec_lines, load_sasrec_video_games
@@ -68,4 +69,4 @@ def load_dataset(
     return _LOADERS[name](path, on_error=on_error, download=download, cache_dir=cache_dir, **kwargs)
 
 
-__all__ = ["DATASETS", "load_dataset", "load_sasrec_lines", "load_table"]
+__all__ = ["DATASETS", "load_dataset", "load_dialogues", "load_sasrec_lines", "load_table"]
