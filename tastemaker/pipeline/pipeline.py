@@ -334,6 +334,20 @@ class Pipeline:
                 stage.add_items(frame, codes)
         return len(codes)
 
+    # ------------------------------------------------------------------ live events
+    @property
+    def takes_events(self) -> bool:
+        """Whether a stage learns from events as they arrive (e.g. the graph source)."""
+        return any(callable(getattr(stage, "add_events", None)) for _, stage in self.stages)
+
+    def add_events(self, user_ids: Sequence[str], item_ids: Sequence[str], timestamps: Sequence[float]) -> None:
+        """Events that arrived after fitting (user, item, time), for the stages that learn from
+        them at once (a graph source adds the edges, and the next request walks them)."""
+        for _, stage in self.stages:
+            add = getattr(stage, "add_events", None)
+            if callable(add):
+                add(list(user_ids), list(item_ids), list(timestamps))
+
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | Path) -> Path:
         """Write the fitted pipeline as one versioned directory (atomically): a manifest listing

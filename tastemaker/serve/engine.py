@@ -220,6 +220,18 @@ class Engine:
             self.pipeline = grown  # the swap: one assignment
             return added
 
+    def add_events(self, events: Sequence[Event]) -> None:
+        """Events (no exposure) for the stages that learn from them as they arrive; the next
+        request sees them. Writers take turns on the same lock as new items."""
+        pipeline = self.pipeline
+        if pipeline is None or not pipeline.takes_events:
+            return
+        used = [e for e in events if e.event_type not in EXPOSURE_TYPES]
+        if used:
+            with self._writer:
+                self.pipeline.add_events([e.user_id for e in used], [e.item_id for e in used],  # type: ignore[union-attr]
+                                         [e.timestamp for e in used])
+
     # ------------------------------------------------------------------ requests
     def query(self, store: Store, request: Request, catalog: CatalogView, history_limit: int = 500) -> tuple[Query, list[StoredEvent]]:
         """The pipeline query for a service request, and the user's history it was built from."""

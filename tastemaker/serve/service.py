@@ -141,6 +141,10 @@ class Service:
         counted = events if written == len(events) else [e for e in events if e.event_id is None]
         self.catalog.count([e.item_id for e in counted if e.event_type not in EXPOSURE_TYPES])
         self.online.catch_up()  # a click teaches the explorer before this call returns
+        try:
+            self.engine.add_events(counted)  # e.g. a graph source's edges, for the next request
+        except Exception as exc:  # noqa: BLE001 - the events are stored; the next retraining has them
+            log.warning("events could not reach the served pipeline before retraining: %s", exc)
         return written
 
     # ------------------------------------------------------------------ recommendations
