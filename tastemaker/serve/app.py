@@ -33,7 +33,7 @@ except ImportError as exc:  # pragma: no cover - only without the extra
 import tastemaker
 from tastemaker.serve import openapi
 from tastemaker.serve.guard import REQUEST_ID_KEY, Guard, Metrics, error_body
-from tastemaker.serve.routes import admin, events, experiments, items, recommendations, users
+from tastemaker.serve.routes import admin, chat, events, experiments, items, recommendations, users
 from tastemaker.serve.schemas import ID_PATTERN, TEXT_PATTERN
 from tastemaker.serve.service import Service
 from tastemaker.serve.settings import Settings
@@ -123,7 +123,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         metrics.events.set(service.store.count_events())
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    modules = (items, users, events, recommendations, admin, experiments)
+    modules = (items, users, events, recommendations, chat, admin, experiments)
     for module in modules:
         app.include_router(module.router)
     # The routes with their full paths: the app's own, then each router's (whose paths carry

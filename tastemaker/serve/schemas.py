@@ -260,3 +260,35 @@ def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     """``responses=`` for a route: the error statuses only it returns (404, 409...). The ones
     every route shares (401, 403, 413, 422, 429, 500) are added by serve/openapi.py."""
     return {code: {"model": ErrorOut, "description": ERROR_DESCRIPTIONS[code]} for code in codes}
+
+
+class ChatIn(Strict):
+    """One user message of a conversation: ``session_id`` keeps the dialogue state between
+    requests; ``user_id`` (optional) brings the user's history and memory."""
+
+    session_id: str = Field(min_length=1, max_length=128, pattern=ID_PATTERN)
+    message: str = Field(min_length=1, max_length=4000, pattern=TEXT_PATTERN)
+    user_id: str | None = Field(None, min_length=1, max_length=256, pattern=ID_PATTERN)
+
+
+class ChatItemOut(BaseModel):
+    item_id: str
+    title: str
+    year: int | None = None
+    genres: list[str] = []
+    score: float
+    reason: str
+    source: str
+
+
+class ChatOut(BaseModel):
+    """The answer (it names only catalog items, each checked before it is returned), the
+    items with reasons, and the dialogue state (mentions, likes, requested genres and years)."""
+
+    session_id: str
+    answer: str
+    items: list[ChatItemOut]
+    state: dict[str, Any]
+    refused: bool
+    category: str
+    model_version: str | None

@@ -68,6 +68,8 @@ class Service:
         self.online = OnlineLearner(self.store, settings.online_rewards)
         self.online.attach(self.engine)
         self._train_lock = threading.Lock()
+        self._chats: dict[str, Any] = {}  # per served version: its chat engine (tastemaker.chat)
+        self._chat_lock = threading.Lock()
         self.training: dict[str, Any] = {"state": "idle"}
         self._stop = threading.Event()
         self._scheduler: threading.Thread | None = None
@@ -186,6 +188,25 @@ class Service:
         variant = next(v for v in experiment.variants if v.name == variant_name)
         engine = self.engine_for(variant.model_version)
         return engine.recommend(self.store, request, self.catalog, self.settings.history_limit, timings, self._scoring), engine.version, variant_name, None
+
+    def chat(self, session_id: str, message: str, user_id: str | None = None) -> tuple[Any, str | None]:
+        """One conversational turn over the active pipeline (``tastemaker.chat``): (the reply,
+        the model version). Dialogue states and user memories live in the store, so a
+        conversation survives a restart. ``LookupError`` before the first training."""
+        engine = self.engine
+        if engine.pipeline is None:
+            raise LookupError("no trained model yet: POST /v1/admin/train first")
+        chat = self._chats.get(engine.version or "")
+        if chat is None:
+            from tastemaker.chat.serving import ChatService
+
+            with self._chat_lock:
+                chat = self._chats.get(engine.version or "")
+                if chat is None:  # built once per served version (the catalog's linker, the encoder)
+                    chat = ChatService(engine.pipeline, self.store)
+                    self._chats = {engine.version or "": chat}
+        with self._chat_lock:  # the engine's encoder and caches are not shared across threads
+            return chat.turn(session_id, message, user_id), engine.version
 
     def _experiment_for(self, request: Request) -> Experiment | None:
         name = request.context.get("experiment") if request.context else None
