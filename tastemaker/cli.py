@@ -297,6 +297,33 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_chat(args: argparse.Namespace) -> int:
+    """An interactive chat over a trained pipeline (offline: no LLM needed), one line per turn;
+    an empty line, "quit" or end of input ends it."""
+    from tastemaker.chat.serving import ChatService
+    from tastemaker.pipeline import Pipeline, is_pipeline
+
+    if not is_pipeline(args.artifact):
+        print(f"tastemaker chat: {args.artifact} is not a pipeline artifact (train one with --pipeline, or run 'demo')",
+              file=sys.stderr)
+        return 2
+    chat = ChatService(Pipeline.load(args.artifact), n=args.n)
+    print("Tell me what you like (e.g. 'I loved Alien, any sci-fi from the 90s?'); an empty line ends the chat.", flush=True)
+    while True:
+        try:
+            message = input("you> ").strip()
+        except EOFError:
+            break
+        if not message or message.lower() in ("quit", "exit", "bye"):
+            break
+        reply = chat.turn("cli", message, args.user)
+        print(f"tastemaker> {reply.answer}")
+        for rank, item in enumerate(reply.items, 1):
+            print(f"  {rank}. {item.title}  [{item.item_id}]  ({item.reason})")
+        sys.stdout.flush()
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Evaluate every classical model and the default pipeline on the bundled MovieLens, then
     train the default pipeline on all of it and show a few users' explained lists."""
@@ -501,6 +528,11 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--exclude", default=None, help="comma-separated item ids never to show")
     rec.add_argument("-n", type=int, default=10, help="how many items (default 10)")
     rec.set_defaults(func=cmd_recommend)
+    chat = sub.add_parser("chat", help="chat for recommendations over a trained pipeline (offline, in the terminal)")
+    chat.add_argument("--artifact", required=True, help="a pipeline artifact directory written by 'train' or 'demo'")
+    chat.add_argument("--user", default=None, help="your user id, to bring your history (optional)")
+    chat.add_argument("-n", type=int, default=5, help="how many items per answer (default 5)")
+    chat.set_defaults(func=cmd_chat)
     return parser
 
 
