@@ -31,7 +31,7 @@ def test_chat_cli_answers_each_line(tmp_path: Path) -> None:
     assert len(answers) == 2
     listed = [line for line in lines if line.startswith("  ") and "[" in line]
     assert len(listed) == 6  # 3 items per answer
-    assert not any("Toy Story (1995)" in line for line in listed)  # liked: history, not a suggestion
+    assert not any("Toy Story (1995)" in line.split("[")[0] for line in listed)  # liked: history, not a suggestion
     bad = subprocess.run([sys.executable, "-m", "tastemaker.cli", "chat", "--artifact", str(tmp_path)],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "not a pipeline artifact" in bad.stderr
