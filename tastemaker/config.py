@@ -95,6 +95,7 @@ STAGES: dict[str, dict[str, str]] = {
         "popularity": "tastemaker.pipeline.sources:PopularitySource",
         "fresh": "tastemaker.pipeline.sources:FreshSource",
         "transitions": "tastemaker.pipeline.sources:TransitionsSource",
+        "graph": "tastemaker.graph.source:GraphSource",
     },
     "ranker": {
         "fusion": "tastemaker.pipeline.ranker:FusionRanker",

@@ -156,7 +156,7 @@ def test_bundled_movielens_latest_small_needs_no_data_folder() -> None:
 def test_unknown_name_lists_the_known_ones() -> None:
     with pytest.raises(ValueError, match="movielens-100k"):
         load_dataset("movielens-20m")
-    assert len(DATASETS) == 10
+    assert len(DATASETS) == 11
 
 
 def test_locate_refuses_a_download_lacking_the_files(tmp_path: Path) -> None:

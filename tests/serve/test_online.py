@@ -109,3 +109,30 @@ def test_a_restart_replays_what_the_snapshot_missed(settings: Settings, tmp_path
         assert again.online.applied == {"impressions": 0, "rewards": 1}
     finally:
         again.close()
+
+
+GRAPH_PIPELINE = """
+[[sources]]
+kind = "graph"
+walks = 300
+walk_length = 20
+meritrank = false
+[[sources]]
+kind = "popularity"
+"""
+
+
+def test_an_event_posted_to_the_service_changes_the_graph_sources_next_answer(settings: Settings, tmp_path: Path) -> None:
+    path = tmp_path / "graph.toml"
+    path.write_text(GRAPH_PIPELINE)
+    settings = settings.model_copy(update={"training": TrainingSettings(pipeline=str(path), beat_popularity=False)})
+    with live_server(settings) as client:
+        seed(client)
+        # a drama fan starts watching action films: the walk from them now reaches action fans' items
+        before = client.get("/v1/users/drama-fan-1/recommendations", params={"n": 5}).json()["items"]
+        assert all(it["item_id"].startswith("d") for it in before if it["source"] == "graph")
+        events = [{"user_id": "drama-fan-1", "item_id": f"a{k}", "event_type": "watch"} for k in range(6)]
+        assert client.post("/v1/events/bulk", json={"events": events}).status_code == 200
+        after = client.get("/v1/users/drama-fan-1/recommendations", params={"n": 5}).json()["items"]
+        graph = [it for it in after if it["source"] == "graph"]
+        assert any(it["item_id"].startswith("a") for it in graph), after  # the new edges were walked at once

@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 from tastemaker.data.dataset import Dataset
 from tastemaker.data.loaders.amazon import load_amazon2018
+from tastemaker.data.loaders.filmtrust import load_filmtrust
 from tastemaker.data.loaders.lastfm import load_lastfm_2k
 from tastemaker.data.loaders.movielens import load_movielens_1m, load_movielens_100k, load_movielens_latest_small
 from tastemaker.data.loaders.obd import load_open_bandit
@@ -39,6 +40,7 @@ _LOADERS: dict[str, Callable[..., Dataset]] = {
     "sasrec-video-games": load_sasrec_video_games,
     "amazon-scientific-unisrec": load_unisrec,
     "hetrec2011-lastfm-2k": load_lastfm_2k,
+    "filmtrust": load_filmtrust,
     "open-bandit-dataset-small": load_open_bandit,
     "redial": load_redial,
 }
