@@ -111,7 +111,7 @@ def test_bad_pipeline_files_name_the_key(tmp_path: Path) -> None:
         "[[sources]]\nkind = 'model'\nmodel = 'ease'\nparams = { reg = -1 }\n": r"sources\[0\]\.params: .*reg: Input should be greater than 0",
         "[[sources]]\nkind = 'model'\nmodel = 'ease'\n[[sources]]\nkind = 'popularity'\nmood = 'x'\n": r"sources\[1\]\.mood: Extra inputs",
         "[[sources]]\nkind = 'model'\nmodel = 'ease'\n[ranker]\nkind = 'fusion'\nk = -3\n": r"ranker\.k: Input should be greater than or equal to 0",
-        "[[sources]]\nkind = 'graph'\n": r"sources\[0\]\.kind: unknown source kind 'graph'",
+        "[[sources]]\nkind = 'telepathy'\n": r"sources\[0\]\.kind: unknown source kind 'telepathy'",
         "candidates = 'many'\n[[sources]]\nkind = 'fresh'\n": r"candidates: Input should be a valid integer",
         "[[sources]]\nkind = 'fresh'\n[[sources]]\nkind = 'fresh'\n": r"stage names must be unique.*fresh",
         "sources = [\n": r"not valid TOML",
