@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import math
 import re
-import time
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -35,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Protocol, Self, runtime_checkable
 import numpy as np
 import pandas as pd
 
-from tastemaker.errors import MissingExtraError, TastemakerError
+from tastemaker.errors import TastemakerError
 
 if TYPE_CHECKING:
     from tastemaker.data.dataset import Dataset
@@ -180,10 +179,12 @@ class OpenAIDescriber:
     """Asks an OpenAI-compatible ``/v1/chat/completions`` server to describe each item.
 
     The request is a system message (``prompt``) and a user message holding the item's facts
-    (:func:`describe` of the row); the answer is ``choices[0].message.content``. ``base_url``
-    is the server root (``http://host:port``) or its ``/v1`` root. Retries ``retries`` times on
-    connection errors, 429 and 5xx, with exponential backoff. Needs ``httpx`` (extra ``llm``).
-    Use it as a context manager, or call :meth:`close`, to release the connection pool.
+    (:func:`describe` of the row); the answer is ``choices[0].message.content``. The protocol,
+    the retries (``retries`` more tries on connection errors, 429 and 5xx, with exponential
+    backoff) and the URL rule are those of :class:`tastemaker.chat.llm.OpenAIChatModel`, which
+    this wraps: ``base_url`` is the server root (``http://host:port``, which gets ``/v1``) or its
+    API root. Needs ``httpx`` (extra ``llm``). Use it as a context manager, or call
+    :meth:`close`, to release the connection pool.
     """
 
     def __init__(
@@ -199,75 +200,36 @@ class OpenAIDescriber:
         retries: int = 2,
         max_fact_chars: int = 2000,
     ) -> None:
-        root = base_url.rstrip("/")
-        self.url = f"{root}/chat/completions" if root.endswith("/v1") else f"{root}/v1/chat/completions"
-        self.model = model
-        self.api_key = api_key
-        self.prompt = prompt
-        self.temperature = temperature
-        self.max_tokens = max_tokens
-        self.timeout = timeout
-        self.retries = retries
-        self.max_fact_chars = max_fact_chars
-        self._client: Any = None
+        from tastemaker.chat.llm import OpenAIChatModel
 
-    def _http(self) -> Any:
-        if self._client is None:
-            try:
-                import httpx
-            except ImportError as exc:
-                raise MissingExtraError("httpx", "llm") from exc
-            headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
-            self._client = httpx.Client(timeout=self.timeout, headers=headers)
-        return self._client
+        self.chat = OpenAIChatModel(base_url, model, api_key, temperature=temperature, max_tokens=max_tokens,
+                                    timeout=timeout, retries=retries, backoff=0.5)
+        self.url = self.chat.url
+        self.model = model
+        self.prompt = prompt
+        self.max_fact_chars = max_fact_chars
+
+    def _messages(self, item: Mapping[str, Any]) -> list[dict[str, str]]:
+        facts = describe(item, max_chars=self.max_fact_chars)
+        return [{"role": "system", "content": self.prompt}, {"role": "user", "content": f"Item: {facts}"}]
 
     def request_body(self, item: Mapping[str, Any]) -> dict[str, Any]:
         """The chat-completions request for ``item``."""
-        facts = describe(item, max_chars=self.max_fact_chars)
-        return {
-            "model": self.model,
-            "messages": [
-                {"role": "system", "content": self.prompt},
-                {"role": "user", "content": f"Item: {facts}"},
-            ],
-            "temperature": self.temperature,
-            "max_tokens": self.max_tokens,
-            "stream": False,
-        }
+        return self.chat.request_body(self._messages(item))
 
     def __call__(self, item: Mapping[str, Any]) -> str:
-        import httpx
+        from tastemaker.chat.llm import ChatModelError
 
-        client = self._http()
-        body = self.request_body(item)
-        for attempt in range(self.retries + 1):
-            last = attempt == self.retries
-            try:
-                response = client.post(self.url, json=body)
-            except httpx.TransportError as exc:
-                if last:
-                    raise DescriberError(f"POST {self.url} failed: {exc}") from exc
-            else:
-                if response.status_code == 200:
-                    return self._content(response)
-                if last or not (response.status_code == 429 or response.status_code >= 500):
-                    raise DescriberError(f"POST {self.url} answered {response.status_code}: {response.text[:300]}")
-            time.sleep(0.5 * 2**attempt)
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _content(self, response: Any) -> str:
         try:
-            content = response.json()["choices"][0]["message"]["content"]
-        except (ValueError, KeyError, IndexError, TypeError) as exc:
-            raise DescriberError(f"{self.url} answered outside the chat-completions protocol: {response.text[:300]}") from exc
-        if not isinstance(content, str) or not content.strip():
+            content = self.chat.complete(self._messages(item))
+        except ChatModelError as exc:
+            raise DescriberError(str(exc)) from exc
+        if not content.strip():
             raise DescriberError(f"{self.url} returned an empty description")
         return _SPACE.sub(" ", content).strip()
 
     def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+        self.chat.close()
 
     def __enter__(self) -> Self:
         return self
