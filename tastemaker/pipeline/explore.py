@@ -22,6 +22,7 @@ from tastemaker.index.recommender import has_vectors
 from tastemaker.online.base import Arms, Feedback, Policy
 from tastemaker.online.novelty import new_to_user, novelty_intent
 from tastemaker.pipeline.base import Explorer, Source, StageConfig
+from tastemaker.rerank.base import relevance
 from tastemaker.types import ItemList, Query, Slate
 
 
@@ -43,7 +44,7 @@ class BanditExplorerConfig(StageConfig):
     (:mod:`tastemaker.online.novelty`), within [``explore_low``, ``explore_high``], and give
     candidates from categories new to the user a bonus of up to ``novelty_weight`` on the
     prior. The **prior** an arm gets is the ranker's score min-max normalised over the pool
-    times ``top_click_rate`` (the click rate you expect of the best-ranked pool item): a
+    (:func:`tastemaker.rerank.base.relevance`) times ``top_click_rate`` (the click rate you expect of the best-ranked pool item): a
     click rate, which is what the policies' offline hybrids read (``prior_strength`` of the
     Beta policies, ``prior_scale = "auto"`` of the linear ones)."""
 
@@ -125,7 +126,7 @@ class BanditExplorer(Explorer):
             return Slate(head, np.ones(len(head)), policy=self.policy_label(), policy_version=str(self.policy_.version))
         resolved = self.context_.resolve([query])[0]
         context, features = self._vectors(query, pool.item_codes)
-        prior = _normalised(pool.scores)
+        prior = relevance(pool.scores)  # min-max over the pool, as the rerankers read scores
         explore = 1.0
         if self.config.novelty:
             g = novelty_intent(resolved.history, self.context_.categories, self.config.session)
@@ -197,16 +198,6 @@ def _stable_hash(query: Query) -> int:
     """A stable 63-bit hash of who asks (the user, else the session's history)."""
     key = f"u:{query.user}" if query.user is not None else "h:" + "\x1f".join(map(str, query.history))
     return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "little") >> 1
-
-
-def _normalised(scores: np.ndarray) -> np.ndarray:
-    values = np.asarray(scores, dtype=np.float64)
-    finite = np.isfinite(values)
-    if not finite.any():
-        return np.zeros(len(values))
-    low, high = values[finite].min(), values[finite].max()
-    values = np.where(finite, values, low)
-    return (values - low) / (high - low) if high > low else np.zeros(len(values))
 
 
 def _concat(a: ItemList, b: ItemList) -> ItemList:

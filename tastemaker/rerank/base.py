@@ -187,10 +187,11 @@ class ItemVectors:
     def _model_vectors(self) -> tuple[np.ndarray, np.ndarray]:
         """(context code -> model row, -1 if unknown; the model's vectors), cached until the
         context or the model gains items."""
-        model: Any = self.source.model_  # type: ignore[union-attr]
+        source: Any = self.source
+        model: Any = source.model_
         key = (len(self.reranker.context_.items), len(model.items_))
         if self._cache is None or self._cache[0] != key:
-            lookup = model.items_.encode(self.reranker.context_.items.ids, missing="mark").astype(np.int64)
+            lookup = source.model_rows(np.arange(key[0]))  # the source's own (cached) code map
             vectors = np.asarray(model.item_vectors(), dtype=np.float64)
             lookup[lookup >= len(vectors)] = -1
             self._cache = (key, lookup, vectors)
