@@ -96,6 +96,7 @@ STAGES: dict[str, dict[str, str]] = {
         "fresh": "tastemaker.pipeline.sources:FreshSource",
         "transitions": "tastemaker.pipeline.sources:TransitionsSource",
         "graph": "tastemaker.graph.source:GraphSource",
+        "dialogue": "tastemaker.chat.source:DialogueSource",
     },
     "ranker": {
         "fusion": "tastemaker.pipeline.ranker:FusionRanker",

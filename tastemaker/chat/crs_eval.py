@@ -354,3 +354,54 @@ def evaluate_lists(
     n_listed = sum(len(x) for x in listed)
     codes = np.array([index[i] for x in listed for i in x if i in index], dtype=np.int64)
     return _report(pairs, ranks, codes, n_listed, len(codes), popularity, ks, len(evaluated))
+
+
+# ---------------------------------------------------------------------- tuning blend weights
+#: the weights coordinate ascent tries for each scorer
+GRID = (0.0, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0)
+
+
+class WeightTuner:
+    """Coordinate ascent of blend weights (``sum(weight * feature)``) on R@10 + R@50 under
+    ``protocol`` for one set of turns. ``features``: name -> (turns x catalog) matrix, or one
+    row broadcast to every turn (a prior)."""
+
+    def __init__(self, features: Mapping[str, np.ndarray], turns: Sequence[Turn], item_ids: Sequence[str],
+                 protocol: Protocol = "dedup") -> None:
+        pairs = evaluation_pairs(turns, item_ids, protocol)
+        keep = pairs.target >= 0
+        rows, self.inverse = np.unique(pairs.turn[keep], return_inverse=True)
+        self.targets = pairs.target[keep]
+        shape = (len(turns), len(item_ids))
+        self.features = {k: np.broadcast_to(v, shape)[rows].astype(np.float32) for k, v in features.items()}
+        self.mask = context_mask([turns[t] for t in rows], item_ids) if protocol == "dedup" else (np.array([], int),) * 2
+        self.shape = (len(rows), len(item_ids))
+
+    def objective(self, scores: np.ndarray) -> float:
+        """R@10 + R@50 of ``scores`` (pessimistic ties), the context masked under dedup."""
+        scores = scores.copy()
+        scores[self.mask] = -np.inf
+        own = scores[self.inverse, self.targets]
+        ranks = (scores[self.inverse] >= own[:, None]).sum(axis=1)
+        return float(np.mean(ranks <= 10) + np.mean(ranks <= 50))
+
+    def tune(self, names: Sequence[str], start: Mapping[str, float], rounds: int = 3,
+             grid: Sequence[float] = GRID) -> dict[str, float]:
+        """Weights of ``names`` (the others of ``start`` kept fixed), from ``start``: each
+        round tries every grid value of every name in turn and keeps any improvement."""
+        weights = {n: 0.0 for n in names} | dict(start)
+        current = np.zeros(self.shape, np.float32)
+        for n, w in weights.items():
+            current += np.float32(w) * self.features[n]
+        best = self.objective(current)
+        for _ in range(rounds):
+            changed = False
+            for n in names:
+                for g in grid:
+                    trial = current + np.float32(g - weights[n]) * self.features[n]
+                    value = self.objective(trial)
+                    if value > best + 1e-9:
+                        best, current, weights[n], changed = value, trial, g, True
+            if not changed:
+                break
+        return {n: w for n, w in weights.items() if w}

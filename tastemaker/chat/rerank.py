@@ -256,7 +256,9 @@ class ChatRecommender:
         likes, then the dialogue's liked and neutrally mentioned items in order; exclude = the
         disliked items (and remembered dislikes), plus every mentioned or already recommended
         item with ``exclude_mentioned``; include = the items of the requested genres and years
-        (without avoided genres), when any are requested and any match (else no restriction)."""
+        (without avoided genres), when any are requested and any match (else no restriction);
+        context["dialogue"] = every turn so far (speaker, text, linked items), which the
+        dialogue source (:mod:`tastemaker.chat.source`) scores from."""
         disliked = set(state.disliked) | set(hints.disliked if hints else ())
         ordered = [*history, *(hints.liked if hints else ()), *state.mentioned]
         seq = [i for i in dict.fromkeys(ordered) if i not in disliked]
@@ -268,7 +270,9 @@ class ChatRecommender:
         include: list[str] | None = None
         if genres or state.years or avoided:
             include = self.catalog.matching(genres, state.years, avoided) or None
-        return Query(user=user, history=seq, exclude=exclude, include=include)
+        # the dialogue itself, for sources that read it (kind "dialogue"); others ignore it
+        dialogue = [{"speaker": t.role, "text": t.text, "items": list(t.items)} for t in state.turns]
+        return Query(user=user, history=seq, exclude=exclude, include=include, context={"dialogue": dialogue})
 
     def recommend(self, state: DialogueState, n: int = 10, *, strategy: Strategy | None = None,
                   user: str | None = None, history: Sequence[str] = (), hints: MemoryHints | None = None) -> ItemList:

@@ -12,6 +12,7 @@ import pandas as pd
 
 from tastemaker.chat.agent import ChatEngine, ChatReply
 from tastemaker.chat.linking import ChatCatalog
+from tastemaker.chat.rerank import fit_text_encoder
 from tastemaker.chat.state import DialogueState, InMemoryMemory
 
 
@@ -31,7 +32,7 @@ def catalog_from_pipeline(pipeline: Any) -> ChatCatalog:
 class StoreMemory(InMemoryMemory):
     """:class:`~tastemaker.chat.state.Memory` kept in a store (``put_state`` under
     ``chat-memory:<user>``), so it outlives sessions and restarts; recalled like the in-memory
-    one (word overlap with the turn, then recency)."""
+    one (encoder cosine and shared words with the turn, then recency)."""
 
     def __init__(self, store: Any, catalog: ChatCatalog, **params: Any) -> None:
         super().__init__(catalog, **params)
@@ -61,8 +62,10 @@ class ChatService:
     def __init__(self, pipeline: Any, store: Any | None = None, **engine: Any) -> None:
         self.store = store
         catalog = catalog_from_pipeline(pipeline)
-        memory = StoreMemory(store, catalog) if store is not None else InMemoryMemory(catalog)
-        self.engine = ChatEngine.build(catalog, pipeline, memory=memory, **engine)
+        # one text encoder for linking, reranking and memory recall
+        encoder = engine.pop("encoder", None) or fit_text_encoder(catalog)
+        memory = StoreMemory(store, catalog, encoder=encoder) if store is not None else InMemoryMemory(catalog, encoder=encoder)
+        self.engine = ChatEngine.build(catalog, pipeline, memory=memory, encoder=encoder, **engine)
         self._states: dict[str, dict[str, Any]] = {}  # without a store: this process only
 
     def turn(self, session_id: str, message: str, user_id: str | None = None) -> ChatReply:

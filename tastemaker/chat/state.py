@@ -27,6 +27,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
+import numpy as np
+
 from tastemaker.chat.linking import Mention, key_tokens
 
 if TYPE_CHECKING:
@@ -356,13 +358,17 @@ def read_memory(chunks: Sequence[str]) -> MemoryHints:
 
 
 class InMemoryMemory:
-    """:class:`Memory` in a dict (for tests and a single process): the latest chunks per user,
-    recalled by word overlap with the query, then recency (the newest first)."""
+    """:class:`Memory` in a dict (for tests and a single process): the latest ``limit`` chunks
+    per user, the ``top_k`` most relevant recalled. Relevance: with a text ``encoder``, the
+    cosine between the query and each chunk (so "something scary" finds "genre: Horror" under
+    a sentence encoder), plus a small bonus per shared word; without one, shared words alone.
+    Ties go to the newest chunk."""
 
-    def __init__(self, catalog: ChatCatalog, *, limit: int = 200, top_k: int = 20) -> None:
+    def __init__(self, catalog: ChatCatalog, *, limit: int = 200, top_k: int = 20, encoder: Any | None = None) -> None:
         self.catalog = catalog
         self.limit = limit
         self.top_k = top_k
+        self.encoder = encoder
         self.chunks: dict[str, list[str]] = {}
 
     def remember(self, user_id: str, state: DialogueState) -> None:
@@ -372,8 +378,16 @@ class InMemoryMemory:
 
     def recall(self, user_id: str, query: str) -> list[str]:
         chunks = self.chunks.get(user_id, [])
+        if not chunks:
+            return []
         words = set(key_tokens(query))
-        ranked = sorted(range(len(chunks)), key=lambda k: (-len(words & set(key_tokens(chunks[k]))), -k))
+        relevance = np.array([0.01 * len(words & set(key_tokens(c))) for c in chunks])
+        if self.encoder is not None and query.strip():
+            # items are written "@id Title (year) genres": the encoder reads the words, not the id
+            vectors = np.asarray(self.encoder.encode([query, *(re.sub(r"@\S+", " ", c) for c in chunks)]), np.float64)
+            norms = np.linalg.norm(vectors, axis=1)
+            relevance += vectors[1:] @ vectors[0] / np.where(norms[1:] * norms[0] > 0, norms[1:] * norms[0], 1.0)
+        ranked = sorted(range(len(chunks)), key=lambda k: (-round(float(relevance[k]), 6), -k))
         return [chunks[k] for k in ranked[: self.top_k]]
 
 

@@ -123,3 +123,19 @@ def test_questions_about_an_item_carry_no_opinion(linker: EntityLinker) -> None:
     assert state.liked == [] and state.disliked == [] and state.mentioned == ["2", "5"]
     state.observe("I loved The Matrix, anything else like it?", linker)
     assert state.liked == ["1"]
+
+
+def test_memory_recall_by_encoder_finds_meaning_not_only_words(linker: EntityLinker) -> None:
+    """Under a sentence encoder, "something scary" recalls the Horror preference though no
+    word is shared; word overlap alone falls back to recency (the newest chunk)."""
+    pytest.importorskip("sentence_transformers", reason="the text extra (installed by make test)")
+    from tastemaker.content.encoders import MiniLMEncoder
+
+    chunks = ["genre: Horror", "genre: Comedy", "liked: @1 Toy Story (1995) | Animation, Children"]
+    by_meaning = InMemoryMemory(linker.catalog, top_k=1, encoder=MiniLMEncoder(threads=1, progress=False))
+    by_words = InMemoryMemory(linker.catalog, top_k=1)
+    for memory in (by_meaning, by_words):
+        memory.chunks["u"] = list(chunks)
+    assert by_meaning.recall("u", "in the mood for something terrifying tonight") == ["genre: Horror"]
+    assert by_words.recall("u", "in the mood for something terrifying tonight") == [chunks[-1]]
+    assert by_meaning.recall("u", "more cartoons for my kids")[0] == chunks[-1]

@@ -172,3 +172,14 @@ def test_redial_test_split_pair_counts() -> None:
     report = ce.evaluate(np.zeros((len(head), dataset.n_items), np.float32), head, dataset.catalog["item_id"].tolist(), "all",
                          popularity=np.ones(dataset.n_items))
     assert report.recall == {1: 0.0, 10: 0.0, 50: 0.0} and report.n_targets_outside == 0
+
+
+@pytest.mark.realdata
+def test_redial_splits_join_with_plus() -> None:
+    from tastemaker.data.loaders.redial import load_redial
+
+    joined = load_redial(split="train+valid").extras["dialogues"]
+    sizes = {s: len(load_redial(split=s).extras["dialogues"]) for s in ("train", "valid")}
+    assert joined["split"].value_counts().to_dict() == sizes
+    with pytest.raises(ValueError, match="'train\\+tset'"):
+        load_redial(split="train+tset")

@@ -19,7 +19,8 @@ per split, ``<split>_data.jsonl`` (any ``<split>_data*`` name, plain or .gz, e.g
   ``respondent``, ``messages`` (list of dicts), ``movie_mentions`` (dict),
   ``initiator_questions``, ``respondent_questions`` (dicts) and ``split``.
 
-``split`` is ``"test"``, ``"train"``, ``"valid"`` or ``"all"`` (every split file found).
+``split`` is ``"test"``, ``"train"``, ``"valid"``, several joined by ``+`` (``"train+valid"``,
+what a model is fitted on before testing) or ``"all"`` (every split file found).
 A dialogue line lacking ``conversationId``, ``initiatorWorkerId`` or a ``messages`` list is a
 bad row.
 """
@@ -28,7 +29,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import pandas as pd
 
@@ -46,20 +47,22 @@ _REQUIRED = ("conversationId", "initiatorWorkerId", "messages")
 def load_redial(
     path: str | Path | None = None,
     *,
-    split: Literal["test", "train", "valid", "all"] = "test",
+    split: str = "test",
     on_error: OnError = "raise",
     download: bool = False,
     cache_dir: str | Path | None = None,
 ) -> Dataset:
-    """ReDial dialogues of one split, or all of them (see the module doc)."""
-    if split not in (*SPLITS, "all"):
-        raise ValueError(f"split must be one of {(*SPLITS, 'all')}, not {split!r}")
-    expects = ([] if split == "all" else [f"{split}_data*"]) + ["movies_with_mentions.csv"]
+    """ReDial dialogues of one split, several (``"train+valid"``) or all of them (see the module doc)."""
+    wanted = list(SPLITS) if split == "all" else [s.strip() for s in str(split).split("+")]
+    bad = [s for s in wanted if s not in SPLITS]
+    if bad or not wanted:
+        raise ValueError(f"split must be one of {(*SPLITS, 'all')} or several joined by '+', not {split!r}")
+    expects = ([] if split == "all" else [f"{s}_data*" for s in wanted]) + ["movies_with_mentions.csv"]
     files = locate("redial", path, expects, download=download, cache_dir=cache_dir)
     if split == "all":
         members = {s: m for s in SPLITS if (m := files.find(f"{s}_data*")) is not None}
     else:
-        members = {split: files.get(f"{split}_data*", main=True)}
+        members = {s: files.get(f"{s}_data*", main=len(wanted) == 1) for s in wanted}
     if not members:
         raise MissingDataError(f"{files.root}: no dialogue file (expected one of test_data*, train_data*, valid_data*)")
     errors = RowErrors(on_error)
