@@ -18,11 +18,15 @@ from tastemaker.chat.state import DialogueState, InMemoryMemory
 
 def catalog_from_pipeline(pipeline: Any) -> ChatCatalog:
     """The chat catalog of everything ``pipeline`` can recommend: ids, titles, categories
-    (its context's), popularity (training users per item)."""
+    (its context's, plus any a source reports through ``item_categories()``), popularity
+    (training users per item)."""
     ctx = pipeline.context_
     cats = ctx.categories
     names = ctx.category_names
     categories = [[str(names[c]) for c in cats.indices[cats.indptr[k] : cats.indptr[k + 1]]] for k in range(len(ctx.items))]
+    for source in getattr(pipeline, "sources", ()):  # a source that knows more genres (the dialogue source's links)
+        if hasattr(source, "item_categories"):
+            categories = [list(dict.fromkeys([*a, *b])) for a, b in zip(categories, source.item_categories(), strict=True)]
     frame = pd.DataFrame({"item_id": ctx.items.ids.astype(str), "title": [str(t) for t in ctx.titles], "categories": categories})
     popularity = np.zeros(len(frame))
     popularity[: len(ctx.popularity)] = ctx.popularity[: len(frame)]

@@ -149,6 +149,14 @@ class DialogueSource(Source):
         best = contributions.argmax(axis=0)
         return [REASONS[names[b]] if ok else "new in the catalog" for b, ok in zip(best, inside, strict=True)]
 
+    def item_categories(self) -> list[list[str]]:
+        """Each context item's genres as the model knows them (the catalog's plus those of its
+        linked interaction dataset), so the chat can state and filter by them."""
+        self._check_fitted()
+        names = self.model_.genre_names
+        out = [[names[j] for j in np.flatnonzero(row)] for row in self.model_.genres > 0]
+        return out + [[] for _ in range(len(self.context_.items) - len(out))]
+
     # ------------------------------------------------------------------ persistence
     def save_files(self, path: Path) -> None:
         self.model_.save(path / "dialogue-model")

@@ -202,5 +202,10 @@ def test_chat_over_the_redial_pipeline_uses_the_dialogue(redial_pipeline: Pipeli
     ids = [it["item_id"] for it in reply["items"]]
     assert ids and reply["state"]["mentioned"] and not set(ids) & set(reply["state"]["mentioned"])
     assert all(it["source"] == "dialogue" and it["reason"] for it in reply["items"])
+    assert any("Horror" in it["genres"] for it in reply["items"])  # genres from the MovieLens link
+    later = chat.turn("s", "maybe a comedy instead?").to_dict()
+    # the requested genres now filter the candidates (any of them: "instead" is not read as dropping Horror)
+    assert later["state"]["genres"] == ["Horror", "Comedy"]
+    assert later["items"] and all({"Horror", "Comedy"} & set(it["genres"]) for it in later["items"])
     titles = " ".join(it["title"] for it in reply["items"])
     assert titles in reply["answer"] or all(it["title"] in reply["answer"] for it in reply["items"])
