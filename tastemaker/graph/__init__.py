@@ -3,7 +3,8 @@
 * :mod:`~tastemaker.graph.store`: the bounded-memory, time-segmented edge store (GraphJet);
 * :mod:`~tastemaker.graph.salsa`: personalized SALSA walks, vectorised, and their exact answer;
 * :mod:`~tastemaker.graph.meritrank`: MeritRank reputation (transitivity, connectivity and
-  epoch decay) and the reputed landing it gives the walk (Web3Recommend);
+  epoch decay), the reputed landing it gives the walk (Web3Recommend), and the per-root cache
+  of both;
 * :mod:`~tastemaker.graph.source`: the pipeline source (``kind = "graph"``), with real-time edges;
 * :mod:`~tastemaker.graph.attack`: the Sybil attack simulator and the attacker's gain.
 
@@ -14,7 +15,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from tastemaker.graph.meritrank import MeritSettings, Reputation, ReputedLanding, gatekeeper_shares, reputation, trust_walks
+from tastemaker.graph.meritrank import (
+    MeritCache,
+    MeritSettings,
+    Reputation,
+    ReputedLanding,
+    gatekeeper_shares,
+    reputation,
+    trust_walks,
+)
 from tastemaker.graph.salsa import Visits, WalkSettings, exact_item_visits, walk_items
 from tastemaker.graph.store import GraphStore
 
@@ -31,7 +40,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "Attack", "GraphConfig", "GraphSource", "GraphStore", "MeritSettings", "Reputation", "ReputedLanding", "Visits",
+    "Attack", "GraphConfig", "GraphSource", "GraphStore", "MeritCache", "MeritSettings", "Reputation", "ReputedLanding", "Visits",
     "WalkSettings", "exact_item_visits", "gatekeeper_shares", "inject", "measure_gain", "reputation", "trust_walks",
     "walk_items",
 ]

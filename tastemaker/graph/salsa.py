@@ -135,28 +135,28 @@ def _step(
     """Move every live walk one step from its user; returns the walks still alive."""
     decay = settings.epoch_decay
     n = len(users)
-    trusting = np.zeros(n, dtype=bool)
     trust_degree = store.trust_degree(users) if store.n_trust else None
     if trust_degree is not None and settings.trust_share > 0:
         trusting = (trust_degree > 0) & (rng.random(n) < settings.trust_share)
-    following = users.copy()
-    tasting = ~trusting
-    items = store.sample("users", users[tasting], rng.random(int(tasting.sum())), decay)
-    if trust_degree is not None:  # a user with no items follows a trust edge (if any)
-        stuck = np.flatnonzero(tasting)[items < 0]
-        trusting[stuck[trust_degree[stuck] > 0]] = True
-    if trusting.any():
-        following[trusting] = store.sample_trust(users[trusting], rng.random(int(trusting.sum())), decay)
-    taste_rows = np.flatnonzero(tasting)
+    else:
+        trusting = np.zeros(n, dtype=bool)
+    taste_rows = np.flatnonzero(~trusting)
+    items = store.sample("users", users[taste_rows], rng.random(len(taste_rows)), decay)
     has_item = items >= 0
+    if trust_degree is not None:  # a user with no items follows a trust edge (if any)
+        stuck = taste_rows[~has_item]
+        trusting[stuck[trust_degree[stuck] > 0]] = True
+    following = np.full(n, -1, dtype=np.int64)  # -1: nowhere to go, the walk ends
+    if trusting.any():
+        assert trust_degree is not None  # a walk follows trust only where there is some
+        following[trusting] = store.sample_trust(users[trusting], rng.random(int(trusting.sum())), decay,
+                                                 trust_degree[trusting])
     taste_rows, items = taste_rows[has_item], items[has_item]
-    tasting = np.zeros(n, dtype=bool)
-    tasting[taste_rows] = True
-    following[~tasting & ~trusting] = -1  # nowhere to go: the walk ends
+    budget = budget - 1  # a trust hop; an item visit and its landing are two
     if len(items):
         visited.append(items)
-        following[taste_rows] = _land(store, items, rng, decay, landing, budget[taste_rows] > 1)
-    budget = budget - np.where(tasting, 2, 1)
+        following[taste_rows] = _land(store, items, rng, decay, landing, budget[taste_rows] > 0)
+        budget[taste_rows] -= 1
     alive = (budget > 0) & (following >= 0)
     return following[alive], budget[alive]
 

@@ -11,7 +11,10 @@ anonymous query, at its history (:mod:`tastemaker.graph.salsa`); the root's stor
 the query's history both count as what it has seen. With ``meritrank`` (the default) and a
 root who trusts someone, a walk lands only on users the root's MeritRank reputation reaches
 (:mod:`tastemaker.graph.meritrank`); a root without trust edges gets the plain walk, since
-MeritRank has nothing to go on there.
+MeritRank has nothing to go on there. Each root's reputation and landing are kept between
+requests (``reputation_cache``, ``reputation_cache_mb``; :class:`~tastemaker.graph.meritrank.MeritCache`)
+until the trust graph changes or a segment is sealed; a kept landing takes in the edges added
+since, so a cached answer is the answer computed afresh.
 
 Edges arrive in real time through :meth:`GraphSource.add_events` and
 :meth:`GraphSource.add_trust`; the next retrieval sees them. A user the pipeline's context
@@ -26,7 +29,6 @@ from __future__ import annotations
 
 import threading
 import zlib
-from collections import OrderedDict
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from typing import Any
@@ -35,7 +37,7 @@ import numpy as np
 from pydantic import Field
 
 from tastemaker.data.dataset import Dataset
-from tastemaker.graph.meritrank import MeritSettings, Reputation, ReputedLanding, reputation
+from tastemaker.graph.meritrank import MeritCache, MeritSettings
 from tastemaker.graph.salsa import Visits, WalkSettings, walk_items
 from tastemaker.graph.store import GraphStore
 from tastemaker.pipeline.base import Source, StageConfig
@@ -49,8 +51,11 @@ class GraphConfig(StageConfig):
     trust edge. MeritRank: on with ``meritrank``; connectivity decay ``beta`` for users behind
     a gatekeeper holding more than ``gatekeeper`` of their walks; ``epoch_decay``: an edge
     counts ``(1 - epoch_decay) ** age`` (age in store segments). Store: at most ``max_edges``
-    interaction edges in ``segments`` time segments. ``reputation_cache``: roots whose
-    reputation is kept (it is recomputed when trust edges change or a segment is sealed)."""
+    interaction edges in ``segments`` time segments. ``reputation_cache`` and
+    ``reputation_cache_mb``: at most that many roots, and megabytes, whose reputation and
+    reputed landing are kept between requests (:class:`~tastemaker.graph.meritrank.MeritCache`:
+    recomputed when trust edges change or a segment is sealed, caught up with new interaction
+    edges at each use, so a cached answer equals a fresh one)."""
 
     walks: int = Field(1000, ge=1, le=1_000_000)
     walk_length: int = Field(100, ge=1, le=100_000)
@@ -63,6 +68,7 @@ class GraphConfig(StageConfig):
     max_edges: int = Field(10_000_000, ge=2)
     segments: int = Field(8, ge=2, le=1024)
     reputation_cache: int = Field(4096, ge=0)
+    reputation_cache_mb: float = Field(256.0, ge=0)
 
 
 class GraphSource(Source):
@@ -107,7 +113,6 @@ class GraphSource(Source):
         self.store_ = store
         self.seed_ = int(options.seed)
         self.new_users_ = {}
-        self._reputations: OrderedDict[tuple[int, int, int], Reputation] = OrderedDict()
 
     # ------------------------------------------------------------------ real time
     def add_events(self, user_ids: Sequence[str], item_ids: Sequence[str], timestamps: Sequence[float] | None = None) -> int:
@@ -159,28 +164,21 @@ class GraphSource(Source):
         history = np.concatenate([np.asarray(query.history, dtype=np.int64), own])
         landing = None
         if self.config.meritrank and root >= 0 and store.n_trust and store.trust_degree(np.asarray([root]))[0] > 0:
-            known = self._reputation(root)
-            if len(known):
-                landing = ReputedLanding(store, known, self.config.epoch_decay)
+            landing = self._merit_cache.landing(store, root)
         salt = zlib.crc32(np.asarray(query.history, dtype=np.int64).tobytes())
         rng = np.random.default_rng([self.seed_, root + 1, salt])
         return walk_items(store, root, history, self.settings, rng, landing)
 
-    def _reputation(self, root: int) -> Reputation:
-        """The root's reputation, cached until trust edges change or a segment is sealed."""
-        cache = self.__dict__.setdefault("_reputations", OrderedDict())
-        key = (root, self.store_.trust_version, self.store_.epoch)
-        found = cache.get(key)
-        if found is None:
-            rng = np.random.default_rng([self.seed_, 1, root + 1])
-            found = reputation(self.store_, root, self.settings, self.merit, rng)
-            if self.config.reputation_cache:
-                cache[key] = found
-                while len(cache) > self.config.reputation_cache:
-                    cache.popitem(last=False)
-        else:
-            cache.move_to_end(key)
-        return found
+    @property
+    def _merit_cache(self) -> MeritCache:
+        """The roots' reputations and landings (one per source; it resets itself when handed a
+        new store, as after :meth:`set_arrays`, and its seed follows ``seed_``)."""
+        cache = self.__dict__.get("_merit_cache_")
+        if cache is None or cache.seed != self.seed_:
+            c = self.config
+            cache = MeritCache(self.settings, self.merit, self.seed_, c.reputation_cache, c.reputation_cache_mb)
+            self.__dict__["_merit_cache_"] = cache
+        return cache  # type: ignore[no-any-return]
 
     def retrieve_resolved(self, queries: Sequence[Resolved], k: int) -> list[ItemList]:
         out = []
@@ -227,7 +225,7 @@ class GraphSource(Source):
                 direct = np.bincount(pairs // (int(raters.max()) + 1), minlength=len(codes))
             network = np.zeros(len(codes), dtype=bool)
             if self.config.meritrank and len(trusted):
-                reputed = self._reputation(root).of(raters) > 0
+                reputed = self._merit_cache.reputation(store, root).of(raters) > 0
                 network[np.unique(owner[reputed & (raters != root)])] = True
         reasons = []
         for count, near in zip(direct.tolist(), network.tolist(), strict=True):
@@ -252,7 +250,6 @@ class GraphSource(Source):
         self.seed_ = int(arrays["seed"][0])
         self._new_user_ids = [str(u) for u in arrays["new_user_ids"]]
         self.new_users_ = {}
-        self._reputations = OrderedDict()
 
     def bind(self, context: Any) -> None:
         super().bind(context)

@@ -16,15 +16,19 @@ Layout, per edge, at capacity (``bytes_per_edge`` computes it):
 * the active segment's raw (user, item) log, int32: 8 bytes per active edge, so
   ``8 / segments`` bytes per stored edge;
 * per node and segment, one int32 row offset per direction: ``4 * segments`` bytes per user
-  and per item (nodes are never evicted; a flood of new node ids grows this part only).
+  and per item (nodes are never evicted; a flood of new node ids grows this part only), plus
+  the tail's start and degree per node and direction, int32: 8 bytes per user and per item.
 
 The rings are allocated with ``np.empty``: the operating system commits their pages when the
 segments first fill them, so a small graph in a large store costs what it holds.
 
 Edges become visible to readers at once: :meth:`refresh` (called before every read) indexes
 the active segment's recent edges. Up to ``tail_edges`` of them are kept as a separately
-sorted *tail*, so a read after a write re-sorts only that tail (~1 ms); past it the whole
-active segment is re-indexed, which amortises to a few sorts per edge.
+sorted *tail*, into which a read after a write merges the new edges (a copy of the tail, not
+a sort); past it the whole active segment is re-indexed, which amortises to a few sorts per
+edge. The tail's rows are found through a per-node start and degree (a lookup, as in a
+sealed segment, not a search: a live store always has a tail, and a walk reads it at every
+step); a refresh rewrites only the entries of the tail's nodes.
 
 Trust (user -> user) edges are few and change slowly: they are kept apart, unsegmented,
 each with the epoch (segment number) it arrived in, for MeritRank's epoch decay.
@@ -43,6 +47,9 @@ import numpy as np
 Side = Literal["users", "items"]
 #: The adjacency a walk reads: "users" -> the items of each user; "items" -> the users of each item.
 SIDES: tuple[Side, Side] = ("users", "items")
+#: The active segment's unindexed edges of one side: (its distinct nodes, sorted; the neighbours,
+#: grouped by node; each node's block in ``GraphStore._tail_rows``).
+_Tail = tuple[np.ndarray, np.ndarray]
 
 
 class GraphStore:
@@ -69,12 +76,21 @@ class GraphStore:
         self._log = {"users": np.empty(self.segment_edges, np.int32), "items": np.empty(self.segment_edges, np.int32)}
         self._active = 0  # edges in the active segment
         self._indexed = 0  # of them, those in its CSR block (the rest are the tail)
-        self._tail: dict[Side, tuple[np.ndarray, np.ndarray]] | None = None
+        self._tail: dict[Side, _Tail] | None = None
+        # per node, where its tail edges start and how many there are (0: none), kept between tails
+        self._tail_rows = {side: (np.zeros(0, np.int32), np.zeros(0, np.int32)) for side in SIDES}
+        self._live = np.zeros(0, np.int64)  # _parts() as of the last refresh
+        self._tail_nodes: dict[Side, np.ndarray] = {}  # the nodes whose _tail_rows are set
+        self._tail_base = (-1, -1)  # (epoch, first log position) of the tail those rows describe
+        self._tail_end = 0  # the log position the tail was built up to
+        # per side, the tail's node of each edge (sorted) and its neighbour: what the next build merges into
+        self._tail_sorted = {side: (np.zeros(0, np.int32), np.zeros(0, np.int32)) for side in SIDES}
         self.dropped = 0
         self.version = 0  # bumped on every write: caches key on it
         self._trust = {"src": np.zeros(0, np.int32), "dst": np.zeros(0, np.int32), "epoch": np.zeros(0, np.int32)}
         self._trust_count = 0
         self._trust_index: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._trust_degrees = np.zeros(0, np.int64)  # per user code, with the index (walks read it every hop)
         self._trust_cum: dict[float, np.ndarray] = {}
         self.trust_version = 0
 
@@ -98,9 +114,10 @@ class GraphStore:
         arrays = [*self._adjacency.values(), *self._indptr.values(), *self._log.values(), *self._trust.values(),
                   self._count, self._epochs, self._times]
         if self._tail is not None:
-            arrays += [a for pair in self._tail.values() for a in pair]
+            arrays += [a for part in self._tail.values() for a in part]
+        arrays += [a for rows in (*self._tail_rows.values(), *self._tail_sorted.values()) for a in rows]
         if self._trust_index is not None:
-            arrays += list(self._trust_index)
+            arrays += [*self._trust_index, self._trust_degrees]
         return int(sum(a.nbytes for a in arrays))
 
     def bytes_per_edge(self) -> float:
@@ -189,6 +206,7 @@ class GraphStore:
         grown[:, have + 1 :] = old[:, have : have + 1]  # a new node's row is empty: start = end = the slot's total
         self._indptr[side] = grown
         self._trust_index = None
+        self._tail = None  # its per-node rows must cover the new nodes: the next refresh widens them
 
     def _seal(self) -> None:
         """Index the full active segment, then start a new one, dropping the oldest if needed."""
@@ -231,13 +249,44 @@ class GraphStore:
             self._index_active()
             self._tail = None
         if self._tail is None:
-            tail: dict[Side, tuple[np.ndarray, np.ndarray]] = {}
-            users = self._log["users"][self._indexed : self._active]
-            items = self._log["items"][self._indexed : self._active]
-            for side, (src, dst) in (("users", (users, items)), ("items", (items, users))):
-                order = np.argsort(src)
-                tail[side] = (src[order], dst[order])
-            self._tail = tail
+            self._build_tail()
+            self._live = self._parts()  # fixed until the next write (which drops the tail)
+
+    def _build_tail(self) -> None:
+        """The tail of each side: the log from ``_indexed`` on, grouped by node in arrival order
+        (a stable sort). While that start stands the tail only grows, so the edges since the last
+        build are merged in (a copy, not a sort: the same arrays a build from scratch gives), and
+        the new tail's nodes include the old one's, whose rows they overwrite; else (re-indexed,
+        or a segment sealed) it is built afresh and the old rows cleared."""
+        base = (self.epoch, self._indexed)
+        grown = base == self._tail_base
+        begin = self._tail_end if grown else self._indexed
+        tail: dict[Side, _Tail] = {}
+        new_users = self._log["users"][begin : self._active]
+        new_items = self._log["items"][begin : self._active]
+        for side, (src, dst) in (("users", (new_users, new_items)), ("items", (new_items, new_users))):
+            order = np.argsort(src, kind="stable")
+            keys, neighbours = src[order], dst[order]
+            if grown:
+                old_keys, old_neighbours = self._tail_sorted[side]
+                at = np.searchsorted(old_keys, keys, "right")  # after the older edges of the same node
+                keys, neighbours = np.insert(old_keys, at, keys), np.insert(old_neighbours, at, neighbours)
+            self._tail_sorted[side] = (keys, neighbours)
+            first = np.concatenate([[True], keys[1:] != keys[:-1]]) if len(keys) else np.zeros(0, bool)
+            heads = np.flatnonzero(first)  # where each node's edges begin
+            nodes = keys[heads]
+            start, degree = self._tail_rows[side]
+            if len(start) < self.n_nodes(side):
+                start, degree = np.zeros(self.n_nodes(side), np.int32), np.zeros(self.n_nodes(side), np.int32)
+                self._tail_rows[side] = (start, degree)
+            elif not grown:
+                degree[self._tail_nodes.get(side, nodes[:0])] = 0
+            start[nodes] = heads
+            degree[nodes] = np.diff(np.append(heads, len(keys)))
+            self._tail_nodes[side] = nodes
+            tail[side] = (nodes, neighbours)
+        self._tail = tail
+        self._tail_base, self._tail_end = base, self._active
 
     # ------------------------------------------------------------------ reading
     def _parts(self) -> np.ndarray:
@@ -250,57 +299,84 @@ class GraphStore:
         age = np.maximum(self.epoch - self._epochs, 0)
         return np.where(self._epochs >= 0, (1.0 - epoch_decay) ** age, 0.0)
 
+    def _rows(self, side: Side, nodes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+        """Where each node's edges lie: (start, degree), one row per indexed part (oldest first)
+        and, if there is one, a last row for the tail; the parts; whether there is a tail. A
+        node outside the offset table has degree 0 everywhere."""
+        assert self._tail is not None, "call refresh() before reading"
+        ptr = self._indptr[side]
+        width = ptr.shape[1]
+        inside = nodes < width - 1
+        everywhere = bool(inside.all())
+        x = nodes if everywhere else np.where(inside, nodes, 0)
+        parts = self._live
+        has_tail = len(self._tail[side][0]) > 0
+        start = np.empty((len(parts) + has_tail, len(x)), np.int64)
+        degree = np.empty_like(start)
+        if len(parts):
+            # one flat take per bound: cheaper than 2-d fancy indexing (this runs twice per walk step)
+            flat = (parts * width)[:, None] + x[None, :]
+            begin = np.take(ptr, flat)
+            start[: len(parts)] = begin
+            np.subtract(np.take(ptr, flat + 1), begin, out=degree[: len(parts)])
+        if has_tail:
+            tail_start, tail_degree = self._tail_rows[side]
+            start[-1], degree[-1] = tail_start[x], tail_degree[x]
+        if not everywhere:
+            degree[:, ~inside] = 0
+        return start, degree, parts, has_tail
+
     def sample(self, side: Side, nodes: np.ndarray, uniform: np.ndarray, epoch_decay: float = 0.0) -> np.ndarray:
         """One random neighbour of each node (``side="users"``: an item of each user; ``"items"``:
         a user of each item), each edge with probability proportional to its segment's weight;
         ``uniform`` holds one U[0, 1) draw per node. -1 where a node has no edge. Call
         :meth:`refresh` first."""
-        assert self._tail is not None, "call refresh() before reading"
         nodes = np.asarray(nodes, dtype=np.int64)
         out = np.full(len(nodes), -1, dtype=np.int64)
         if not len(nodes):
             return out
-        ptr = self._indptr[side]
-        inside = nodes < ptr.shape[1] - 1
-        x = np.where(inside, nodes, 0)
-        parts = self._parts()
-        keys, tail_nbr = self._tail[side]
-        has_tail = len(keys) > 0
-        cols = np.arange(len(x))
-        # one flat take per bound: cheaper than 2-d fancy indexing (this runs twice per walk step)
-        flat = (parts * ptr.shape[1])[:, None] + x[None, :]
-        start = np.take(ptr, flat).astype(np.int64)
-        deg = np.take(ptr, flat + 1) - start
-        if has_tail:
-            low = np.searchsorted(keys, x, "left")
-            start = np.vstack([start, low[None, :]])
-            deg = np.vstack([deg, (np.searchsorted(keys, x, "right") - low)[None, :]])
-        deg[:, ~inside] = 0
+        start, deg, parts, has_tail = self._rows(side, nodes)
         n_parts = deg.shape[0]
         if n_parts == 0:
             return out
-        if epoch_decay == 0.0 or n_parts == 1:  # uniform over the node's edges
-            cum = np.cumsum(deg, axis=0)
-            total = cum[-1]
+        if n_parts == 1:  # one block: uniform over the node's edges there
+            total = deg[0]
+            part = np.zeros(len(nodes), np.int64)
+            found = total > 0
+            position = np.where(found, start[0] + (uniform * total).astype(np.int64), 0)
+        elif n_parts == 2 and epoch_decay == 0.0:  # one block and the tail (a live store): as below, in fewer steps
+            total = deg[0] + deg[1]
             draw = (uniform * total).astype(np.int64)
-            part = np.minimum((cum <= draw[None, :]).sum(axis=0), n_parts - 1)
-            before = np.where(part > 0, cum[np.maximum(part - 1, 0), cols], 0)
-            offset = draw - before
+            later = deg[0] <= draw
+            part = later.astype(np.int64)
+            found = total > 0
+            position = np.where(found, np.where(later, start[1] + draw - deg[0], start[0] + draw), 0)
         else:
-            weights = self.slot_weights(epoch_decay)
-            part_weights = np.concatenate([weights[parts], [1.0]]) if has_tail else weights[parts]
-            cum = np.cumsum(deg * part_weights[:, None], axis=0)
-            total = cum[-1]
-            target = uniform * total
-            part = np.minimum((cum <= target[None, :]).sum(axis=0), n_parts - 1)
-            before = np.where(part > 0, cum[np.maximum(part - 1, 0), cols], 0.0)
-            offset = np.minimum(((target - before) / part_weights[part]).astype(np.int64), np.maximum(deg[part, cols] - 1, 0))
-        found = total > 0
-        position = np.where(found, start[part, cols] + offset, 0)
+            cols = np.arange(len(nodes))
+            if epoch_decay == 0.0:  # uniform over the node's edges
+                cum = np.cumsum(deg, axis=0)
+                total = cum[-1]
+                draw = (uniform * total).astype(np.int64)
+                part = np.minimum((cum <= draw[None, :]).sum(axis=0), n_parts - 1)
+                before = np.where(part > 0, cum[np.maximum(part - 1, 0), cols], 0)
+                offset = draw - before
+            else:
+                weights = self.slot_weights(epoch_decay)
+                part_weights = np.concatenate([weights[parts], [1.0]]) if has_tail else weights[parts]
+                cum = np.cumsum(deg * part_weights[:, None], axis=0)
+                total = cum[-1]
+                target = uniform * total
+                part = np.minimum((cum <= target[None, :]).sum(axis=0), n_parts - 1)
+                before = np.where(part > 0, cum[np.maximum(part - 1, 0), cols], 0.0)
+                offset = np.minimum(((target - before) / part_weights[part]).astype(np.int64),
+                                    np.maximum(deg[part, cols] - 1, 0))
+            found = total > 0
+            position = np.where(found, start[part, cols] + offset, 0)
         if has_tail:
+            assert self._tail is not None  # _rows checked it
             in_tail = found & (part == n_parts - 1)
             ring = found & ~in_tail
-            out[in_tail] = tail_nbr[position[in_tail]]
+            out[in_tail] = self._tail[side][1][position[in_tail]]
             out[ring] = self._adjacency[side][parts[part[ring]] * self.segment_edges + position[ring]]
         else:
             out[found] = self._adjacency[side][parts[part[found]] * self.segment_edges + position[found]]
@@ -309,35 +385,35 @@ class GraphStore:
     def edges_of(self, side: Side, nodes: np.ndarray, epoch_decay: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Every edge of ``nodes`` (repeats kept): (index into ``nodes``, neighbour, edge weight),
         the weight being the edge's segment weight. Call :meth:`refresh` first."""
-        assert self._tail is not None, "call refresh() before reading"
+        who, neighbour, age = self.edge_ages(side, nodes)
+        return who, neighbour, self.age_weights(epoch_decay)[age]
+
+    def age_weights(self, epoch_decay: float) -> np.ndarray:
+        """Per age in segments (0: the active one), an edge's weight ``(1 - epoch_decay) ** age``
+        (the same numbers as :meth:`slot_weights`, indexed by age instead of slot)."""
+        return (1.0 - epoch_decay) ** np.arange(self.segments, dtype=np.int64)
+
+    def edge_ages(self, side: Side, nodes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every edge of ``nodes`` (repeats kept): (index into ``nodes``, neighbour, age in
+        segments), oldest segment first, the active segment's tail last. Call :meth:`refresh` first."""
         nodes = np.asarray(nodes, dtype=np.int64)
-        ptr = self._indptr[side]
-        x = nodes[nodes < ptr.shape[1] - 1]
-        owner = np.flatnonzero(nodes < ptr.shape[1] - 1)
-        parts = self._parts()
-        weights = self.slot_weights(epoch_decay)
-        starts = [ptr[parts[:, None], x[None, :]].astype(np.int64) + (parts * self.segment_edges)[:, None]]
-        ends = [ptr[parts[:, None], x[None, :] + 1].astype(np.int64) + (parts * self.segment_edges)[:, None]]
-        part_weights = [np.repeat(weights[parts], len(x))]
-        sources = [np.zeros(len(parts) * len(x), dtype=bool)]
-        keys, tail_nbr = self._tail[side]
-        if len(keys):
-            starts.append(np.searchsorted(keys, x, "left")[None, :])
-            ends.append(np.searchsorted(keys, x, "right")[None, :])
-            part_weights.append(np.ones(len(x)))
-            sources.append(np.ones(len(x), dtype=bool))
-        start = np.concatenate([s.ravel() for s in starts])
-        length = np.concatenate([e.ravel() for e in ends]) - start
-        weight = np.concatenate(part_weights)
-        from_tail = np.concatenate(sources)
-        who = np.tile(owner, len(start) // max(len(x), 1)) if len(x) else np.zeros(0, np.int64)
-        positions = _ranges(start, length)
-        in_tail = np.repeat(from_tail, length)
+        start, degree, parts, has_tail = self._rows(side, nodes)
+        n_parts = len(parts)
+        start[:n_parts] += (parts * self.segment_edges)[:, None]  # ring positions
+        ages = np.maximum(self.epoch - self._epochs[parts], 0).tolist() + ([0] if has_tail else [])  # tail: active
+        length = degree.ravel()
+        positions = _ranges(start.ravel(), length)
+        # the edges come row by row (a part, then the next): fill each row's slice from its source
+        ends = np.cumsum(degree.sum(axis=1)).tolist()
+        assert self._tail is not None  # _rows checked it
         neighbour = np.empty(len(positions), dtype=np.int64)
-        neighbour[~in_tail] = self._adjacency[side][positions[~in_tail]]
-        if in_tail.any():
-            neighbour[in_tail] = tail_nbr[positions[in_tail]]
-        return np.repeat(who, length), neighbour, np.repeat(weight, length)
+        age = np.empty(len(positions), dtype=np.int64)
+        for row, (begin, end) in enumerate(zip([0, *ends[:-1]], ends, strict=True)):
+            source = self._tail[side][1] if row == n_parts else self._adjacency[side]
+            neighbour[begin:end] = source[positions[begin:end]]
+            age[begin:end] = ages[row]
+        who = np.tile(np.arange(len(nodes)), len(ages))
+        return np.repeat(who, length), neighbour, age
 
     def neighbours(self, side: Side, node: int) -> np.ndarray:
         """All neighbours of one node (repeats kept), oldest segment first."""
@@ -357,6 +433,23 @@ class GraphStore:
         items.append(self._log["items"][: self._active].astype(np.int64))
         return np.concatenate(users), np.concatenate(items)
 
+    @property
+    def position(self) -> tuple[int, int]:
+        """Where the interaction log stands: (epoch, edges in the active segment). Until the
+        epoch moves (a segment sealed, maybe one dropped), the store only grows at the end of
+        the active segment, so what was added since is :meth:`appended_since`."""
+        return self.epoch, self._active
+
+    def appended_since(self, position: tuple[int, int]) -> tuple[np.ndarray, np.ndarray] | None:
+        """The (users, items) of the interaction edges added since ``position`` (all in the active
+        segment: age 0), in arrival order; None when a segment was sealed since (ages moved,
+        and edges may have been dropped)."""
+        epoch, active = position
+        if epoch != self.epoch or active > self._active:
+            return None
+        return (self._log["users"][active : self._active].astype(np.int64),
+                self._log["items"][active : self._active].astype(np.int64))
+
     # ------------------------------------------------------------------ trust
     def trust_index(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(indptr over user codes, trusted users, epochs): the trust edges as CSR."""
@@ -365,7 +458,8 @@ class GraphStore:
             src, dst, epoch = (self._trust[k][:count] for k in ("src", "dst", "epoch"))
             order = np.argsort(src, kind="stable")
             indptr = np.zeros(self.n_nodes("users") + 1, np.int64)
-            np.cumsum(np.bincount(src, minlength=self.n_nodes("users")), out=indptr[1:])
+            self._trust_degrees = np.bincount(src, minlength=self.n_nodes("users")).astype(np.int64)
+            np.cumsum(self._trust_degrees, out=indptr[1:])
             self._trust_index = (indptr, dst[order].astype(np.int64), epoch[order].astype(np.int64))
         return self._trust_index
 
@@ -377,18 +471,23 @@ class GraphStore:
         return dst[indptr[user] : indptr[user + 1]]
 
     def trust_degree(self, users: np.ndarray) -> np.ndarray:
-        indptr, _, _ = self.trust_index()
+        """How many trust edges each user has (0 for codes outside the store)."""
+        self.trust_index()
+        degrees = self._trust_degrees
         users = np.asarray(users, dtype=np.int64)
-        inside = (users >= 0) & (users < len(indptr) - 1)
-        x = np.where(inside, users, 0)
-        return np.where(inside, indptr[x + 1] - indptr[x], 0)
+        if not len(users) or (users.min() >= 0 and users.max() < len(degrees)):  # walkers: always
+            return degrees[users]
+        inside = (users >= 0) & (users < len(degrees))
+        return np.where(inside, degrees[np.where(inside, users, 0)], 0)
 
-    def sample_trust(self, users: np.ndarray, uniform: np.ndarray, epoch_decay: float = 0.0) -> np.ndarray:
+    def sample_trust(self, users: np.ndarray, uniform: np.ndarray, epoch_decay: float = 0.0,
+                     degree: np.ndarray | None = None) -> np.ndarray:
         """One trusted user per user (-1 where none), each trust edge with probability
-        proportional to ``(1 - epoch_decay) ** age``."""
+        proportional to ``(1 - epoch_decay) ** age``. ``degree``: the users' :meth:`trust_degree`,
+        when the caller has it."""
         indptr, dst, epochs = self.trust_index()
         users = np.asarray(users, dtype=np.int64)
-        degree = self.trust_degree(users)
+        degree = self.trust_degree(users) if degree is None else degree
         found = degree > 0
         x = np.where(found, users, 0)
         start = indptr[x]

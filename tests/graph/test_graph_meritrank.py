@@ -1,13 +1,22 @@
 """MeritRank: the gatekeeper statistic on hand-made walks, reputation converging to the exact
-trust-walk visits, connectivity decay behind a gatekeeper, epoch decay, and the reputed landing."""
+trust-walk visits, connectivity decay behind a gatekeeper, epoch decay, the reputed landing (and
+the walk through it converging to the exact weighted visits), and the cache of both: a cached
+landing caught up with new edges equals one built now."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from tastemaker.graph.meritrank import MeritSettings, ReputedLanding, gatekeeper_shares, reputation, trust_walks
-from tastemaker.graph.salsa import WalkSettings
+from tastemaker.graph.meritrank import (
+    MeritCache,
+    MeritSettings,
+    ReputedLanding,
+    gatekeeper_shares,
+    reputation,
+    trust_walks,
+)
+from tastemaker.graph.salsa import WalkSettings, exact_item_visits, walk_items
 from tastemaker.graph.store import GraphStore
 
 R, A, B, C, D = 0, 1, 2, 3, 4
@@ -110,6 +119,89 @@ def test_reputed_landing_samples_in_proportion_to_reputation() -> None:
     assert abs((landed == 1).mean() - rep.scores[0] / rep.scores.sum()) < 0.01
     assert landing(np.array([8, 9]), np.array([0.3, 0.3])).tolist() == [0, -1]  # the root itself; nobody
     np.testing.assert_allclose(landing.weights(5)[[1, 2, 0]], [*rep.scores, rep.scores.max()])
+
+
+def _live_store(seed: int, segments: int = 3, tail_edges: int = 50) -> GraphStore:
+    """60 users and 40 items with trust among the users, one segment sealed, and a tail."""
+    rng = np.random.default_rng(seed)
+    store = GraphStore(max_edges=1_500, segments=segments, tail_edges=tail_edges)
+    store.add(rng.integers(0, 60, 600), rng.integers(0, 40, 600))
+    store.add_trust(rng.integers(0, 60, 150), rng.integers(0, 60, 150))
+    store.refresh()
+    store.add(rng.integers(0, 60, 30), rng.integers(0, 40, 30))
+    store.refresh()
+    return store
+
+
+@pytest.mark.parametrize("epoch_decay", [0.0, 0.5])
+def test_the_merit_walk_estimates_the_exact_reputed_visits(epoch_decay: float) -> None:
+    store = _live_store(8)
+    rep = reputation(store, 3, WalkSettings(walks=5_000), MeritSettings(), np.random.default_rng(0))
+    landing = ReputedLanding(store, rep, epoch_decay)
+    settings = WalkSettings(walks=200_000, walk_length=40, reset=0.15, trust_share=0.5, epoch_decay=epoch_decay)
+    history = store.neighbours("users", 3)
+    truth = exact_item_visits(store, 3, history, settings, user_weights=landing.weights(store.n_nodes("users")))
+    found = walk_items(store, 3, history, settings, np.random.default_rng(1), landing)
+    estimate = np.zeros(len(truth))
+    estimate[found.items] = found.scores
+    assert truth.sum() > 0.5
+    np.testing.assert_allclose(estimate, truth, atol=0.012 * max(1.0, truth.max()))
+
+
+def test_a_landing_depends_on_the_edges_not_on_how_the_store_holds_them() -> None:
+    indexed, tailed = _live_store(9, tail_edges=10), _live_store(9, tail_edges=10_000)
+    assert indexed._tail is not None and tailed._tail is not None
+    assert len(tailed._tail["users"][1]) > len(indexed._tail["users"][1])  # other blocks, other row orders
+    rep = reputation(indexed, 4, WalkSettings(walks=500), MeritSettings(), np.random.default_rng(2))
+    a, b = ReputedLanding(indexed, rep, 0.3), ReputedLanding(tailed, rep, 0.3)
+    np.testing.assert_array_equal(a._keys, b._keys)
+    np.testing.assert_array_equal(a._cumulative, b._cumulative)
+
+
+@pytest.mark.parametrize("epoch_decay", [0.0, 0.4])
+def test_a_cached_landing_equals_one_built_now(epoch_decay: float) -> None:
+    store = _live_store(10)
+    settings, merit = WalkSettings(walks=300, epoch_decay=epoch_decay), MeritSettings()
+    cache = MeritCache(settings, merit, seed=7)
+    rng = np.random.default_rng(11)
+    kept = rebuilt = 0
+    last: dict[int, ReputedLanding | None] = {}
+    for step in range(14):
+        for root in (0, 5, 17):
+            cached = cache.landing(store, root)
+            fresh_rep = reputation(store, root, settings, merit, np.random.default_rng([7, 1, root + 1]))
+            np.testing.assert_array_equal(cache.reputation(store, root).scores, fresh_rep.scores)
+            assert cached is not None and len(fresh_rep)
+            fresh = ReputedLanding(store, fresh_rep, epoch_decay)
+            np.testing.assert_array_equal(cached._keys, fresh._keys)
+            np.testing.assert_array_equal(cached._cumulative, fresh._cumulative)
+            items, uniform = rng.integers(0, 45, 400), rng.random(400)
+            np.testing.assert_array_equal(cached(items, uniform), fresh(items, uniform))
+            kept += cached is last.get(root)
+            rebuilt += cached is not last.get(root)
+            last[root] = cached
+        # new edges by anyone (new users and items too): every few steps a segment is sealed
+        store.add(rng.integers(0, 65, 90), rng.integers(0, 45, 90))
+        if step == 6:
+            store.add_trust(np.array([0, 5, 17]), np.array([40, 41, 42]))
+        store.refresh()
+    assert store.epoch >= 3
+    assert kept >= 18 and rebuilt >= 9  # caught up between seals; rebuilt after each seal and the trust edges
+
+
+def test_the_merit_cache_is_bounded_and_bound_to_one_store() -> None:
+    store = _live_store(12)
+    settings, merit = WalkSettings(walks=200), MeritSettings()
+    cache = MeritCache(settings, merit, seed=1, roots=2)
+    for root in (0, 1, 2):
+        cache.landing(store, root)
+    assert len(cache) == 2 and cache.nbytes > 0
+    tiny = MeritCache(settings, merit, seed=1, megabytes=cache.nbytes / 2**20 / 4)  # less than one root's worth
+    assert tiny.landing(store, 0) is not None and len(tiny) == 0 and tiny.nbytes == 0
+    nothing = MeritCache(settings, merit, seed=1, roots=0)
+    assert nothing.landing(store, 0) is not None and len(nothing) == 0 and nothing.nbytes == 0
+    cache.landing(_live_store(13), 0)  # another store: the old roots are gone
+    assert len(cache) == 1
 
 
 def test_settings_are_checked() -> None:

@@ -123,3 +123,26 @@ def test_meritrank_lands_only_on_reputed_users_and_falls_back_without_trust() ->
     resolved = pipe.context_.resolve([Query(user="a")])[0]
     assert merit.explain(resolved, pipe.context_.items.encode(["z", "q"])) == [
         "1 person you trust liked this", "liked by people with your taste"]
+
+
+def test_a_new_trust_edge_reaches_the_next_answer_through_the_cache() -> None:
+    _, source = _fit(walks=2000)
+    assert set(source.retrieve([Query(user="a")], 5)[0].item_ids) == {"z"}  # a's reputation is now cached
+    source.add_trust(["a"], ["b"])  # b is reputed from now on: the walks may land on b, and find q
+    assert set(source.retrieve([Query(user="a")], 5)[0].item_ids) == {"z", "q"}
+
+
+def test_cached_and_uncached_answers_are_equal() -> None:
+    _, cached = _fit(walks=800)
+    _, uncached = _fit(walks=800, reputation_cache=0)
+    queries = [Query(user=u) for u in ("a", "b", "c", "d")]
+    events = [(["c", "c"], ["q", "w"]), (["a"], ["w"]), (["newcomer", "c"], ["x", "y"])]
+    trust = [([], []), (["c"], ["newcomer"]), (["d"], ["a"])]
+    for (users, items), (truster, trusted) in zip(events, trust, strict=True):
+        for source in (cached, uncached):
+            source.add_events(users, items)
+            source.add_trust(truster, trusted)
+        for a, b in zip(cached.retrieve(queries, 5), uncached.retrieve(queries, 5), strict=True):
+            assert a.item_ids.tolist() == b.item_ids.tolist()
+            np.testing.assert_array_equal(a.scores, b.scores)
+    assert len(cached._merit_cache) > 0 and len(uncached._merit_cache) == 0

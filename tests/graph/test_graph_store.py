@@ -75,6 +75,22 @@ def test_reads_see_every_write_through_the_tail_and_after_reindexing() -> None:
     assert store.sample("users", np.array([1, 99]), np.array([0.99, 0.5])).tolist()[1] == -1  # 99: no edges
 
 
+def test_a_tail_grown_read_by_read_equals_one_built_at_once() -> None:
+    rng = np.random.default_rng(6)
+    batches = [(rng.integers(0, 50 + k, 30), rng.integers(0, 40, 30)) for k in range(20)]
+    often, once = (GraphStore(max_edges=2_000, segments=2, tail_edges=5_000) for _ in range(2))
+    for users, items in batches:
+        often.add(users, items)
+        often.refresh()  # the new edges merged into the tail
+        once.add(users, items)
+    once.refresh()
+    nodes, uniform = rng.integers(0, 75, 3_000), rng.random(3_000)
+    for side in ("users", "items"):
+        np.testing.assert_array_equal(often.sample(side, nodes, uniform), once.sample(side, nodes, uniform))
+        for a, b in zip(often.edges_of(side, np.arange(75)), once.edges_of(side, np.arange(75)), strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
 def test_sampling_follows_edge_multiplicity_and_epoch_weights() -> None:
     store = GraphStore(max_edges=8, segments=4, tail_edges=1)
     store.add(np.array([0, 0]), np.array([1, 1]))  # segment 0 (age 2 once two more are sealed)
@@ -99,6 +115,24 @@ def test_trust_edges_are_sampled_with_epoch_decay() -> None:
     uniform = np.random.default_rng(2).random(100_000)
     drawn = store.sample_trust(np.zeros(len(uniform), np.int64), uniform, epoch_decay=0.75)
     assert abs((drawn == 1).mean() - 0.25 / 1.25) < 0.005
+
+
+def test_what_was_appended_since_a_position_and_edge_ages() -> None:
+    store = GraphStore(max_edges=8, segments=2, tail_edges=1)  # 4 edges per segment
+    store.add(np.array([0, 1]), np.array([5, 6]))
+    mark = store.position
+    nothing = store.appended_since(mark)
+    assert nothing is not None and len(nothing[0]) == 0
+    store.add(np.array([2]), np.array([7]))
+    added = store.appended_since(mark)
+    assert added is not None and added[0].tolist() == [2] and added[1].tolist() == [7]
+    store.add(np.array([3, 4, 4]), np.array([8, 9, 5]))  # seals the first segment: the epoch moves
+    assert store.appended_since(mark) is None and store.position == (1, 2)
+    store.refresh()
+    who, neighbour, age = store.edge_ages("items", np.array([5, 9, 99]))
+    assert sorted(zip(who.tolist(), neighbour.tolist(), age.tolist())) == [(0, 0, 1), (0, 4, 0), (1, 4, 0)]
+    _, _, weight = store.edges_of("items", np.array([5, 9, 99]), epoch_decay=0.5)
+    np.testing.assert_allclose(sorted(weight.tolist()), [0.5, 1.0, 1.0])
 
 
 def test_state_round_trip_is_exact() -> None:
