@@ -163,3 +163,6 @@ class DialogueSource(Source):
 
     def load_files(self, path: Path) -> None:
         self.model_ = DialogueModel.load(path / "dialogue-model")
+        # a sentence encoder loads its weights lazily, on its first cache miss: load them now,
+        # with the version, rather than in the middle of some later request
+        getattr(self.model_.encoder, "model", None)
