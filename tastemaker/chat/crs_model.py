@@ -83,6 +83,7 @@ def encoder_kind(encoder: Any) -> str:
 _YEAR_BINS = ((0, 1980), (1980, 1990), (1990, 2000), (2000, 2005), (2005, 2010), (2010, 2014), (2014, 2016),
               (2016, 2017), (2017, 2018), (2018, 3000))
 Dialogue = tuple[str, Sequence[Utterance]]
+_ERA_PATTERNS = [(re.compile(p, re.I), year) for p, year in ERA_WORDS.items()]  # compiled once, not per request
 
 
 def _csr_arrays(prefix: str, m: sp.csr_matrix) -> dict[str, np.ndarray]:
@@ -320,7 +321,7 @@ class DialogueModel:
 
     def _era_words(self, turns: Sequence[Turn]) -> np.ndarray:
         out = np.zeros((len(turns), self.n), np.float32)
-        eras = [(re.compile(p, re.I), year or self.newest) for p, year in ERA_WORDS.items()]
+        eras = [(pattern, year or self.newest) for pattern, year in _ERA_PATTERNS]
         for t, turn in enumerate(turns):
             for w, u in zip(turn_weights(turn, 0.8), turn.context, strict=True):
                 for pattern, year in eras:
